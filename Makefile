@@ -1,0 +1,41 @@
+# One venv at the repository root, built on demand; stamps make re-runs instant.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA ?= ./data
+
+.PHONY: run install dev lint test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -e . pillow-heif
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+run: install
+	$(PY) -m fieldcomms serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
+
+lint: dev
+	$(VENV)/bin/ruff check fieldcomms tests bench
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: dev
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,171 @@
+"""Command line: fieldcomms serve | user add | user revoke (| demo | check, as their issues land)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from .auth import make_user
+from .config import Settings, load_settings
+from .context import Context
+from .errors import DataDirLocked
+from .keys import CONTEXT
+from .model import ROLES, validate_user
+from .store import Store
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    values = {"data_dir": getattr(args, "data_dir", None), **overrides}
+    return load_settings(getattr(args, "config", None), overrides=values)
+
+
+async def _bootstrap_admin(ctx: Context) -> str | None:
+    """On an empty data directory, an admin to log in with: a new user is in within a minute."""
+    if not ctx.settings.demo_admin or ctx.store.count("users"):
+        return None
+    doc, token = make_user("Administrator", "admin", "admin")
+    await ctx.store.append("user", "users", doc)
+    return token
+
+
+async def serve(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    try:
+        await runner.setup()
+    except DataDirLocked as exc:
+        print(f"fieldcomms: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    ctx = app[CONTEXT]
+    token = await _bootstrap_admin(ctx)
+    site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=5.0)
+    try:
+        await site.start()
+    except OSError as exc:
+        print(f"fieldcomms: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        await runner.cleanup()
+        return 1
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"fieldcomms serving {base} with data in {settings.data_path.resolve()} (seq {ctx.store.last_seq})",
+          flush=True)
+    if token is not None:
+        print("Created the first user, an admin. Its token (shown once):", flush=True)
+        print(f"  {token}", flush=True)
+    events = sorted(ctx.store.all("events"), key=lambda e: e["seq"])
+    for event in events[-3:]:
+        print(f"  public page:  {base}/events/{event['tag']}\n  control room: {base}/control/{event['tag']}",
+              flush=True)
+    print(f"  API document: {base}/api/v1/openapi.json", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("fieldcomms: shutting down", flush=True)
+    await runner.cleanup()
+    return 0
+
+
+async def _with_store(settings: Settings) -> tuple[Store, Context] | None:
+    store = Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
+    ctx = Context(settings, store)
+    try:
+        await store.open()
+    except DataDirLocked as exc:
+        print(f"fieldcomms: {exc}. A running server holds it: add users through POST /api/v1/users "
+              "with an admin token, or stop the server first.", file=sys.stderr)
+        return None
+    return store, ctx
+
+
+async def user_add(settings: Settings, name: str, callsign: str, role: str) -> int:
+    from .errors import ValidationFailed
+
+    try:
+        data = validate_user({"name": name, "callsign": callsign, "role": role})
+    except ValidationFailed as exc:
+        print(f"fieldcomms: {exc.detail}", file=sys.stderr)
+        return 2
+    opened = await _with_store(settings)
+    if opened is None:
+        return 1
+    store, _ctx = opened
+    try:
+        if store.get_by("users", "callsign", callsign.lower()) is not None:
+            print(f"fieldcomms: the callsign {callsign} is taken", file=sys.stderr)
+            return 1
+        doc, token = make_user(data["name"], data["callsign"], data["role"])
+        await store.append("user", "users", doc)
+    finally:
+        await store.close()
+    print(f"Created {data['role']} {data['callsign']} ({doc['id']}). Token, shown once:")
+    print(token)
+    return 0
+
+
+async def user_revoke(settings: Settings, callsign: str) -> int:
+    opened = await _with_store(settings)
+    if opened is None:
+        return 1
+    store, _ctx = opened
+    try:
+        user = store.get_by("users", "callsign", callsign.lower())
+        if user is None:
+            print(f"fieldcomms: no user with the callsign {callsign}", file=sys.stderr)
+            return 1
+        await store.append("user", "users", {**user, "revoked": True})
+    finally:
+        await store.close()
+    print(f"Revoked the token of {callsign}.")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fieldcomms", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data-dir", help="data directory (FIELDCOMMS_DATA_DIR; default ./data)")
+        sp.add_argument("--config", help="TOML settings file (FIELDCOMMS_CONFIG)")
+
+    s = sub.add_parser("serve", help="run the server")
+    common(s)
+    s.add_argument("--host", help="address to listen on (FIELDCOMMS_HOST; default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (FIELDCOMMS_PORT; default 8080)")
+
+    u = sub.add_parser("user", help="manage users")
+    usub = u.add_subparsers(dest="user_command", required=True)
+    a = usub.add_parser("add", help="make a user and print its token on the last line")
+    common(a)
+    a.add_argument("--name", required=True)
+    a.add_argument("--callsign", required=True)
+    a.add_argument("--role", required=True, choices=ROLES)
+    r = usub.add_parser("revoke", help="end a user's token")
+    common(r)
+    r.add_argument("callsign")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        return asyncio.run(serve(_settings(args, host=args.host, port=args.port)))
+    if args.command == "user" and args.user_command == "add":
+        return asyncio.run(user_add(_settings(args), args.name, args.callsign, args.role))
+    if args.command == "user" and args.user_command == "revoke":
+        return asyncio.run(user_revoke(_settings(args), args.callsign))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""What every handler shares: JSON in and out, paging, the context and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..context import Context
+from ..errors import BadRequest, PayloadTooLarge, ValidationFailed
+from ..keys import CONTEXT, VIEWER
+from ..visibility import Item, Viewer
+
+JSON = "application/json"
+
+
+def ctx_of(request: web.Request) -> Context:
+    return request.app[CONTEXT]
+
+
+def viewer_of(request: web.Request) -> Viewer | None:
+    return request[VIEWER]
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data)
+
+
+def json_response(data: Any, status: int = 200, content_type: str = JSON, **kw: Any) -> web.Response:
+    return web.Response(body=dumps(data), status=status, content_type=content_type, **kw)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """Read at most limit + 1 bytes, so 'too large' is known without reading everything."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes, field: str = "body") -> Any:
+    if not raw.strip():
+        raise ValidationFailed.one(field, "a JSON body is required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The {field} is not valid JSON: {exc}", [{"field": field, "message": "not valid JSON"}]) from None
+
+
+async def read_json(request: web.Request) -> Any:
+    ctype = request.headers.get("Content-Type", JSON).split(";")[0].strip().lower()
+    if ctype not in (JSON, "application/merge-patch+json", "text/plain", "") and not ctype.endswith("+json"):
+        from ..errors import UnsupportedMediaType
+
+        raise UnsupportedMediaType(f"Send application/json, not {ctype}.")
+    raw = await read_body(request, ctx_of(request).settings.max_body_bytes)
+    return parse_json(raw)
+
+
+def int_param(request: web.Request, name: str, *, default: int | None = None, lo: int = 0, hi: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed.one(name, "must be an integer") from None
+    if value < lo or (hi is not None and value > hi):
+        raise ValidationFailed.one(name, f"must be from {lo} to {hi}" if hi is not None else f"must be >= {lo}")
+    return value
+
+
+def float_param(request: web.Request, name: str, *, lo: float, hi: float, required: bool = True) -> float | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise ValidationFailed.one(name, "is required")
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationFailed.one(name, "must be a number") from None
+    if not lo <= value <= hi:  # also false for NaN
+        raise ValidationFailed.one(name, f"must be a finite number from {lo} to {hi}")
+    return value
+
+
+def choice_param(request: web.Request, name: str, options: Iterable[str]) -> str | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    options = tuple(options)
+    if raw not in options:
+        raise ValidationFailed.one(name, "must be one of " + ", ".join(options))
+    return raw
+
+
+class Page:
+    """The paging rule shared by every list: newest first with limit/before, or with since, oldest first."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.since = int_param(request, "since")
+        self.before = int_param(request, "before", lo=1)
+        self.limit = int_param(request, "limit", default=50, lo=1, hi=500) or 50
+        if self.since is not None and self.before is not None:
+            raise ValidationFailed.one("before", "cannot be combined with since")
+
+    def collect(
+        self,
+        ctx: Context,
+        coll: str,
+        event: str,
+        viewer: Viewer | None,
+        keep: Callable[[Item], bool] = lambda item: True,
+    ) -> dict[str, Any]:
+        store = ctx.store
+        docs: Iterator[Item | None]
+        if self.since is not None:
+            docs = store.oldest_first(coll, event, self.since)
+        else:
+            docs = store.newest_first(coll, event, self.before)
+        items: list[Item] = []
+        last_seq = store.last_seq
+        for doc in docs:
+            if doc is None or not keep(doc):
+                continue
+            seen = ctx.view(coll, doc, viewer)
+            if seen is None:
+                continue
+            items.append(seen)
+            if len(items) >= self.limit:
+                if self.since is not None:
+                    last_seq = doc["seq"]  # more may follow: continue from here
+                break
+        return {"items": items, "last_seq": last_seq}

@@ -1,0 +1,69 @@
+"""JSON Schemas of what the API sends and takes, for the OpenAPI document (and schemathesis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TIME = {"type": "string", "format": "date-time"}
+NTIME = {"type": ["string", "null"], "format": "date-time"}
+WHO = {"type": "object", "required": ["id", "callsign"],
+       "properties": {"id": {"type": "string"}, "callsign": {"type": "string"}}}
+LOCATION_IN = {"type": "object", "required": ["lat", "lon"], "properties": {
+    "lat": {"type": "number", "minimum": -90, "maximum": 90},
+    "lon": {"type": "number", "minimum": -180, "maximum": 180},
+    "accuracy_m": {"type": "number", "minimum": 0}}}
+LOCATION_OUT = {"type": "object", "required": ["lat", "lon"], "properties": {
+    **LOCATION_IN["properties"], "source": {"enum": ["device", "exif"]}}}  # type: ignore[dict-item]
+NLOCATION_OUT = {"oneOf": [{"type": "null"}, LOCATION_OUT]}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "message"], "properties": {
+            "field": {"type": "string"}, "message": {"type": "string"}}}}}},
+    "User": {"type": "object", "required": ["id", "name", "callsign", "role"], "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "callsign": {"type": "string"},
+        "role": {"enum": ["officer", "control", "admin"]}}},
+    "UserCreate": {"type": "object", "required": ["name", "callsign", "role"], "additionalProperties": False,
+                   "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200},
+                                  "callsign": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"},
+                                  "role": {"enum": ["officer", "control", "admin"]}}},
+    "Event": {"type": "object", "required": ["tag", "title", "description", "status", "starts_at", "ends_at",
+                                             "created_at", "seq"], "properties": {
+        "tag": {"type": "string", "pattern": "^[a-z0-9_]{2,64}$"}, "title": {"type": "string"},
+        "description": {"type": "string"}, "status": {"enum": ["planned", "live", "closed"]},
+        "starts_at": NTIME, "ends_at": NTIME, "created_at": TIME, "seq": {"type": "integer"}}},
+    "EventCreate": {"type": "object", "required": ["tag", "title"], "additionalProperties": False, "properties": {
+        "tag": {"type": "string", "description": "[a-z0-9_]{2,64}; a leading # and capitals are normalised"},
+        "title": {"type": "string", "minLength": 1, "maxLength": 200},
+        "description": {"type": "string", "maxLength": 5000},
+        "starts_at": TIME, "ends_at": TIME, "status": {"enum": ["planned", "live", "closed"]}}},
+    "EventPatch": {"type": "object", "additionalProperties": False, "properties": {
+        "title": {"type": "string", "minLength": 1, "maxLength": 200},
+        "description": {"type": "string", "maxLength": 5000},
+        "starts_at": TIME, "ends_at": TIME, "status": {"enum": ["planned", "live", "closed"]}}},
+    "LocationIn": LOCATION_IN,
+    "Location": LOCATION_OUT,
+    "PhotoRef": {"type": "object", "required": ["id", "url", "thumb_url", "width", "height"], "properties": {
+        "id": {"type": "string"}, "url": {"type": "string"}, "thumb_url": {"type": "string"},
+        "width": {"type": "integer"}, "height": {"type": "integer"}}},
+    "UpdateCreate": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "location": {"$ref": "#/components/schemas/LocationIn"},
+        "visibility": {"enum": ["internal", "public"], "default": "internal"},
+        "kind": {"enum": ["info", "warning", "alert"], "default": "info"},
+        "photos": {"type": "array", "maxItems": 4, "items": {"type": "string"}},
+        "captured_at": TIME, "reply_to": {"type": "string"}}},
+    "Update": {"type": "object", "required": [
+        "id", "seq", "event", "author", "text", "hashtags", "location", "visibility", "kind", "status", "photos",
+        "zones", "reply_to", "amplified_by", "captured_at", "received_at"], "properties": {
+        "id": {"type": "string"}, "seq": {"type": "integer"}, "event": {"type": "string"}, "author": WHO,
+        "text": {"type": "string"}, "hashtags": {"type": "array", "items": {"type": "string"}},
+        "location": NLOCATION_OUT, "visibility": {"enum": ["internal", "public"]},
+        "kind": {"enum": ["info", "warning", "alert"]}, "status": {"enum": ["active", "retracted"]},
+        "photos": {"type": "array", "items": {"$ref": "#/components/schemas/PhotoRef"}},
+        "zones": {"type": "array", "items": {"type": "object", "required": ["id", "name", "kind"]}},
+        "reply_to": {"type": ["string", "null"]}, "amplified_by": {"type": "array", "items": WHO},
+        "captured_at": TIME, "received_at": TIME}},
+}

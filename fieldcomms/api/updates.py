@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import require
+from ..domain.events import get_event, open_event
+from ..domain.updates import amplify, build_update, retract, store_update, visible_update
+from ..idempotency import fingerprint, key_from
+from ..model import UPDATE_KINDS, VISIBILITIES, validate_update
+from .common import JSON, Page, choice_param, ctx_of, json_response, read_json, viewer_of
+from .spec import PAGING, list_of, op, path, query, ref
+
+routes = web.RouteTableDef()
+
+
+def bbox_filter(request: web.Request):  # type: ignore[no-untyped-def]
+    raw = request.query.get("bbox")
+    if not raw:
+        return None
+    from ..geo import parse_bbox
+
+    minlon, minlat, maxlon, maxlat = parse_bbox(raw)
+    return lambda loc: loc is not None and minlon <= loc["lon"] <= maxlon and minlat <= loc["lat"] <= maxlat
+
+
+@routes.post("/api/v1/events/{tag}/updates")
+async def create(request: web.Request) -> web.Response:
+    viewer = require(request, "officer")
+    ctx = ctx_of(request)
+    event = open_event(ctx, request.match_info["tag"])
+    settings = ctx.settings
+    ctype = request.content_type
+    if ctype.startswith("multipart/"):
+        from .photos import read_update_multipart
+
+        body, uploads = await read_update_multipart(request)
+    else:
+        body, uploads = await read_json(request), []
+    inp = validate_update(body, max_text_chars=settings.max_text_chars, max_photos=settings.max_photos_per_update)
+    key = key_from(request)
+    fp = fingerprint(event["tag"], body, [u.id for u in uploads])
+
+    async def create_it(slot):  # type: ignore[no-untyped-def]
+        if uploads:
+            from .photos import store_uploads
+
+            photo_ids = await store_uploads(ctx, viewer, uploads)
+            updated = {**body, "photos": [*(body.get("photos") or []), *photo_ids]}
+            final = validate_update(updated, max_text_chars=settings.max_text_chars,
+                                    max_photos=settings.max_photos_per_update)
+        else:
+            final = inp
+        doc = build_update(ctx, event, viewer, final)
+        return 201, await store_update(ctx, doc, viewer, slot)
+
+    status, out = await ctx.extensions["idempotency"].run(viewer.id, key, fp, create_it)
+    return json_response(out, status=status)
+
+
+@routes.get("/api/v1/events/{tag}/updates")
+async def list_updates(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    event = get_event(ctx, request.match_info["tag"])
+    page = Page(request)
+    kind = choice_param(request, "kind", UPDATE_KINDS)
+    visibility = choice_param(request, "visibility", VISIBILITIES)
+    in_box = bbox_filter(request)
+
+    def keep(doc: dict) -> bool:  # type: ignore[type-arg]
+        return ((kind is None or doc["kind"] == kind)
+                and (visibility is None or doc["visibility"] == visibility)
+                and (in_box is None or in_box(doc["location"])))
+
+    return json_response(page.collect(ctx, "updates", event["tag"], viewer_of(request), keep))
+
+
+@routes.get("/api/v1/updates/{id}")
+async def get(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    viewer = viewer_of(request)
+    return json_response(ctx.view("updates", visible_update(ctx, request.match_info["id"], viewer), viewer))
+
+
+@routes.post("/api/v1/updates/{id}/amplify")
+async def amplify_update(request: web.Request) -> web.Response:
+    viewer = require(request, "officer")
+    ctx = ctx_of(request)
+    return json_response(ctx.view("updates", await amplify(ctx, request.match_info["id"], viewer), viewer))
+
+
+@routes.delete("/api/v1/updates/{id}")
+async def retract_update(request: web.Request) -> web.Response:
+    viewer = require(request, "officer")
+    ctx = ctx_of(request)
+    return json_response(ctx.view("updates", await retract(ctx, request.match_info["id"], viewer), viewer))
+
+
+MULTIPART = {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["update"],
+    "properties": {"update": ref("UpdateCreate"),
+                   "photo": {"type": "array", "maxItems": 4, "items": {"type": "string", "format": "binary"}}}}}}
+
+OPENAPI = {
+    "/api/v1/events/{tag}/updates": {
+        "post": op("Post an update from a handset (JSON, or multipart with photos).", role="officer", ok="201",
+                   schema=ref("Update"), params=[path("tag")], idempotent=True,
+                   request_content={JSON: {"schema": ref("UpdateCreate")}, **MULTIPART},
+                   description="`visibility` defaults to `internal`. Without `location`, the first photo with "
+                               "EXIF GPS gives it (`source: exif`). 409 if the event is closed."),
+        "get": op("List updates.", schema=list_of(ref("Update")), params=[
+            path("tag"), *PAGING,
+            query("bbox", {"type": "string"}, "minlon,minlat,maxlon,maxlat"),
+            query("kind", {"type": "string", "enum": list(UPDATE_KINDS)}),
+            query("visibility", {"type": "string", "enum": list(VISIBILITIES)}),
+        ], description="The public sees `public`, `active` updates only."),
+    },
+    "/api/v1/updates/{id}": {
+        "get": op("One update.", schema=ref("Update"), params=[path("id")]),
+        "delete": op("Retract an update: it leaves every public view and stream, and is never erased.",
+                     role="officer", schema=ref("Update"), params=[path("id")],
+                     description="Its author or the control room."),
+    },
+    "/api/v1/updates/{id}/amplify": {
+        "post": op("Amplify an update (twice counts once).", role="officer", schema=ref("Update"), params=[path("id")]),
+    },
+}

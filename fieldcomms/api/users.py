@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import make_user, require
+from ..errors import Conflict, NotFound
+from ..model import validate_user
+from .common import ctx_of, json_response, read_json
+from .spec import op, path, ref
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/me")
+async def me(request: web.Request) -> web.Response:
+    viewer = require(request, "officer")
+    return json_response({"id": viewer.id, "name": viewer.name, "callsign": viewer.callsign, "role": viewer.role})
+
+
+@routes.post("/api/v1/users")
+async def create(request: web.Request) -> web.Response:
+    require(request, "admin")
+    ctx = ctx_of(request)
+    data = validate_user(await read_json(request))
+    if ctx.store.get_by("users", "callsign", data["callsign"].lower()) is not None:
+        raise Conflict(f"The callsign {data['callsign']} is taken.")
+    doc, token = make_user(data["name"], data["callsign"], data["role"])
+    stored = await ctx.store.append("user", "users", doc)
+    return json_response({k: stored[k] for k in ("id", "name", "callsign", "role")} | {"token": token}, status=201)
+
+
+@routes.delete("/api/v1/users/{callsign}")
+async def revoke(request: web.Request) -> web.Response:
+    require(request, "admin")
+    ctx = ctx_of(request)
+    user = ctx.store.get_by("users", "callsign", request.match_info["callsign"].lower())
+    if user is None:
+        raise NotFound(f"No user with the callsign {request.match_info['callsign']}.")
+    await ctx.store.append("user", "users", {**user, "revoked": True})
+    return web.Response(status=204)
+
+
+OPENAPI = {
+    "/api/v1/me": {"get": op("Who this token belongs to.", role="officer", schema=ref("User"))},
+    "/api/v1/users": {
+        "post": op("Make a user; the token is shown this once.", role="admin", ok="201", body=ref("UserCreate"),
+                   schema={"allOf": [ref("User"), {"type": "object", "required": ["token"],
+                                                   "properties": {"token": {"type": "string"}}}]}),
+    },
+    "/api/v1/users/{callsign}": {
+        "delete": op("End a user's token at once.", role="admin", ok="204", params=[path("callsign")]),
+    },
+}

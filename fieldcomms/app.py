@@ -1,0 +1,140 @@
+"""create_app(settings) -> web.Application: middlewares, cleanup_ctx, routes.
+
+Tests call create_app directly; `fieldcomms serve` runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import ModuleType
+
+from aiohttp import hdrs, web
+from aiohttp.web_exceptions import HTTPException
+
+from .auth import auth_middleware
+from .config import Settings
+from .context import Context
+from .errors import ApiError
+from .idempotency import Idempotency
+from .keys import CONTEXT, SETTINGS, VIEWER
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+COMPRESSIBLE = ("application/json", "application/problem+json", "application/geo+json", "application/atom+xml",
+                "application/cap+xml", "text/html", "text/css", "application/javascript", "text/javascript",
+                "text/plain", "application/xml")
+
+# Each module exports `routes` (a RouteTableDef) and `OPENAPI` ({path: {method: operation}}); it may
+# export `setup(app)` to register hooks and cleanup contexts. Later subsystems add their module here.
+API_MODULES = [
+    "fieldcomms.api.health",
+    "fieldcomms.api.users",
+    "fieldcomms.api.events",
+    "fieldcomms.api.updates",
+    "fieldcomms.api.openapi",
+]
+
+
+def problem_response(status: int, title: str, detail: str, *, type_: str | None = None,
+                     errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> web.Response:
+    from .api.common import dumps
+
+    body: dict[str, object] = {"type": type_ or "about:blank", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return web.Response(body=dumps(body), status=status, content_type=PROBLEM_JSON, headers=headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as problem+json: ours, aiohttp's (404 route, 405, 413) and unexpected ones."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        problem = exc.to_problem()
+        return problem_response(exc.status, exc.title, exc.detail, type_=problem["type"], errors=exc.errors or None,
+                                headers=exc.headers or None)
+    except HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in (hdrs.ALLOW, hdrs.RETRY_AFTER)}
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 404:
+            detail = f"No such resource: {request.path}"
+        elif exc.status == 405:
+            detail = f"{request.method} is not allowed here; allowed: {exc.headers.get(hdrs.ALLOW, '')}"
+        return problem_response(exc.status, exc.reason, detail, headers=headers)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(500, "Internal server error", "Something went wrong on our side; it has been logged.")
+
+
+@web.middleware
+async def http_cache_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """ETag/If-None-Match and Cache-Control on GETs; gzip for text formats when the client accepts it."""
+    response = await handler(request)
+    if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD) or type(response) is not web.Response:
+        return response
+    body = response.body
+    if response.status != 200 or not isinstance(body, bytes):
+        return response
+    if hdrs.ETAG not in response.headers:
+        response.headers[hdrs.ETAG] = 'W/"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    etag = response.headers[hdrs.ETAG]
+    if hdrs.CACHE_CONTROL not in response.headers:
+        public = request.get(VIEWER) is None and "Authorization" not in request.headers
+        response.headers[hdrs.CACHE_CONTROL] = "public, max-age=5" if public else "private, no-cache"
+    response.headers.add(hdrs.VARY, "Authorization")
+    inm = request.headers.get(hdrs.IF_NONE_MATCH)
+    if inm is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+        keep = {k: v for k, v in response.headers.items() if k in (hdrs.ETAG, hdrs.CACHE_CONTROL, hdrs.VARY)}
+        return web.Response(status=304, headers=keep)
+    if (
+        len(body) > 512
+        and "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
+        and (response.content_type or "") in COMPRESSIBLE
+    ):
+        response.enable_compression(web.ContentCoding.gzip)
+    return response
+
+
+def load_modules() -> list[ModuleType]:
+    return [importlib.import_module(name) for name in API_MODULES]
+
+
+def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
+    # The largest request is a multipart update with its photos; JSON bodies are capped per handler.
+    max_size = settings.max_photos_per_update * (settings.max_photo_bytes + 64 * 1024) + settings.max_body_bytes
+    app = web.Application(middlewares=[error_middleware, http_cache_middleware, auth_middleware],
+                          client_max_size=max_size)
+    store = store or Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
+    ctx = Context(settings, store)
+    idem = Idempotency(store, settings.idempotency_ttl_hours)
+    store.set_prune(idem.expired)
+    ctx.extensions["idempotency"] = idem
+    app[SETTINGS] = settings
+    app[CONTEXT] = ctx
+
+    async def open_store(app: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        yield
+        await store.close()
+
+    app.cleanup_ctx.append(open_store)
+    for module in load_modules():
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app)
+        app.router.add_routes(module.routes)
+    return app

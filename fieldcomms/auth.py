@@ -1,0 +1,86 @@
+"""Tokens (only their hashes are stored), roles, and the middleware that names the caller."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .errors import Forbidden, Unauthorized
+from .keys import CONTEXT, VIEWER
+from .model import new_id, now_str
+from .store import Store
+from .visibility import Viewer
+
+TOKEN_PREFIX = "fc_"
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def viewer_for_token(store: Store, token: str) -> Viewer | None:
+    user = store.get_by("users", "token_hash", hash_token(token))
+    if user is None or user.get("revoked") or not hmac.compare_digest(user["token_hash"], hash_token(token)):
+        return None
+    return Viewer(id=user["id"], callsign=user["callsign"], role=user["role"], name=user["name"])
+
+
+def make_user(name: str, callsign: str, role: str) -> tuple[dict[str, object], str]:
+    token = new_token()
+    doc = {"id": new_id("usr"), "name": name, "callsign": callsign, "role": role,
+           "token_hash": hash_token(token), "revoked": False, "created_at": now_str()}
+    return doc, token
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+    return token.strip()
+
+
+@web.middleware
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Sets request[VIEWER]: None for the public. A token that is sent must be valid, even on public
+    routes: a handset whose token was revoked should learn so at once rather than see the public view."""
+    token = bearer(request)
+    viewer = None
+    if token is not None:
+        ctx = request.app[CONTEXT]
+        limiter = ctx.extensions.get("auth_limiter")
+        if limiter is not None:
+            limiter.check(request)
+        viewer = viewer_for_token(ctx.store, token)
+        if viewer is None:
+            if limiter is not None:
+                limiter.failed(request)
+            raise Unauthorized("The token is unknown or has been revoked.")
+    request[VIEWER] = viewer
+    return await handler(request)
+
+
+def require(request: web.Request, role: str) -> Viewer:
+    viewer = request[VIEWER]
+    if viewer is None:
+        raise Unauthorized()
+    if not viewer.at_least(role):
+        raise Forbidden(f"This needs the {role} role; your token has {viewer.role}.")
+    return viewer
+
+
+def viewer_of(request: web.Request) -> Viewer | None:
+    return request[VIEWER]

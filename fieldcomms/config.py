@@ -1,0 +1,148 @@
+"""Settings: defaults here < the TOML file < environment (FIELDCOMMS_*) < command line.
+
+Every setting is declared once, below, with its help text; `config/default.toml` lists the same keys
+with the same defaults (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def setting(default: Any, help: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = setting("127.0.0.1", "Address to listen on.")
+    port: int = setting(8080, "TCP port to listen on.")
+    data_dir: str = setting("./data", "Directory for the journal, snapshots and photos; locked while serving.")
+    base_url: str = setting("", "Public URL of this server for links in feeds and CAP; empty: http://host:port.")
+    organisation: str = setting("fieldcomms demo police", "Who publishes: the author of feeds, CAP and ClaimReview.")
+    cap_sender: str = setting("fieldcomms@example.invalid", "CAP <sender>: a unique identifier of the publisher.")
+    max_body_bytes: int = setting(256 * 1024, "Largest JSON request body (413 beyond).")
+    max_text_chars: int = setting(2000, "Longest update text, after trimming.")
+    max_photos_per_update: int = setting(4, "Photos one update may carry.")
+    max_photo_bytes: int = setting(15 * 1024 * 1024, "Largest photo file (413 beyond).")
+    max_photo_pixels: int = setting(40_000_000, "Largest photo in pixels; larger is refused as a decompression bomb.")
+    stale_after_minutes: float = setting(5.0, "An officer position older than this is stale.")
+    cluster_above: int = setting(500, "Map layers with more points than this in the box are clustered.")
+    idempotency_ttl_hours: float = setting(48.0, "How long Idempotency-Key answers are kept (at least 24).")
+    snapshot_every: int = setting(200_000, "Changes between snapshots; bounds start-up replay.")
+    fsync: bool = setting(True, "fsync the journal before acknowledging; only benchmarks turn this off.")
+    report_rate_per_minute: float = setting(6.0, "Public reports allowed per client address per minute.")
+    report_burst: int = setting(5, "Public reports a client address may send at once before the rate applies.")
+    trusted_proxies: list[str] = setting([], "Addresses whose X-Forwarded-For is believed (e.g. a load balancer).")
+    auth_failures_per_minute: float = setting(30.0, "Failed token checks allowed per client address per minute.")
+    match_threshold: float = setting(0.0, "Score at which a public report matches a rumour; 0 uses the tuned default.")
+    tile_url: str = setting(
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "Map tiles for the pages; the pages work without them."
+    )
+    sse_buffer_bytes: int = setting(256 * 1024, "Unsent stream bytes allowed per subscriber before it is dropped.")
+    sse_keepalive_s: float = setting(15.0, "Seconds between keep-alive comments on the stream.")
+    sse_ring_size: int = setting(10_000, "Recent changes kept in memory per event for stream replay.")
+    metrics_allow: list[str] = setting(["127.0.0.1", "::1"], "Addresses that may read /metrics without a token.")
+    log_level: str = setting("INFO", "Logging level.")
+    demo_admin: bool = setting(True, "On an empty data directory, create an admin and print its token.")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+ENV_PREFIX = "FIELDCOMMS_"
+
+
+def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind_name == "bool":
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind_name == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if kind_name == "float":
+            return float(value)
+        if kind_name.startswith("list"):
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise ValueError(value)
+            return [str(v) for v in value]
+        return str(value)
+    except ValueError:
+        raise SystemExit(f"fieldcomms: setting {name} from {source}: {value!r} is not a valid {kind_name}") from None
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    known = {f.name: f for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    config_file = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise SystemExit(f"fieldcomms: cannot read config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SystemExit(f"fieldcomms: config file {config_file} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            if key not in known:
+                raise SystemExit(f"fieldcomms: config file {config_file}: unknown setting {key!r}")
+            values[key] = _coerce(key, known[key].type, value, str(config_file))
+    for name, declared in known.items():
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(name, declared.type, raw, ENV_PREFIX + name.upper())
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, known[name].type, value, "the command line")
+    return Settings(**values)
+
+
+def default_toml() -> str:
+    """The text of config/default.toml, generated from the declarations so that it cannot drift."""
+    lines = ["# fieldcomms settings. Environment variables FIELDCOMMS_<NAME> and command-line options win.", ""]
+    for f in fields(Settings):
+        value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        lines.append(f"# {f.metadata['help']}")
+        if isinstance(value, bool):
+            rendered = "true" if value else "false"
+        elif isinstance(value, str):
+            rendered = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        elif isinstance(value, list):
+            rendered = "[" + ", ".join(f'"{v}"' for v in value) + "]"
+        else:
+            rendered = repr(value)
+        lines.append(f"{f.name} = {rendered}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Domain operations: plain functions over the context, called by thin handlers."""

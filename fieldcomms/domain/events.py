@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import Context
+from ..errors import Conflict, NotFound
+from ..model import now_str, validate_event_create, validate_event_patch
+
+
+def get_event(ctx: Context, tag: str) -> dict[str, Any]:
+    event = ctx.store.get("events", tag.strip().lstrip("#").lower())
+    if event is None:
+        raise NotFound(f"No event #{tag}.")
+    return event
+
+
+def open_event(ctx: Context, tag: str) -> dict[str, Any]:
+    """The event, if it still takes new items (updates, rumours, reports, positions)."""
+    event = get_event(ctx, tag)
+    if event["status"] == "closed":
+        raise Conflict(f"Event #{event['tag']} is closed; it can be read but takes nothing new.")
+    return event
+
+
+async def create_event(ctx: Context, body: Any) -> dict[str, Any]:
+    data = validate_event_create(body)
+    if ctx.store.get("events", data["tag"]) is not None:
+        raise Conflict(f"An event #{data['tag']} exists already.")
+    doc = {"id": data["tag"], **data, "created_at": now_str()}
+    return await ctx.store.append("event", "events", doc)
+
+
+async def patch_event(ctx: Context, tag: str, body: Any) -> dict[str, Any]:
+    event = get_event(ctx, tag)
+    changes = validate_event_patch(body, event)
+    if not changes or all(event.get(k) == v for k, v in changes.items()):
+        return event
+    return await ctx.store.append("event", "events", {**event, **changes})

@@ -1,0 +1,13 @@
+"""Every typed key of the application and of requests."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .config import Settings
+from .context import Context
+from .visibility import Viewer
+
+SETTINGS = web.AppKey("settings", Settings)
+CONTEXT = web.AppKey("context", Context)
+VIEWER: web.RequestKey[Viewer | None] = web.RequestKey("viewer")  # None is the public

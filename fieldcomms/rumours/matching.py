@@ -1,0 +1,315 @@
+"""Match a report from the public against the known rumours of its event.
+
+A report repeats a rumour when it carries the rumour's *distinctive* words: "flares" for "Protesters are planning
+to set off flares on Fargate", not just "Fargate". The score is a weighted F-measure (beta 1.5, so covering the
+claim matters more than adding chatter) of word overlap between report and claim, after normalising both so that
+case, punctuation, word order, plurals, small typos, common slang and filler do not matter. Weights say how much
+a shared word tells about a shared claim:
+
+- filler ("heard", "they'll", "later") is dropped;
+- words nearly every rumour at a policed event contains ("police", "protesters", "crowd") count 0.3;
+- places count 0.5, because many unrelated reports mention the same street. A word is taken for a place when it
+  follows "on", "at", "outside"..., ends or precedes a place noun ("Devonshire *Green*", "demonstration *area*"),
+  or, in the claim only, is capitalised mid-sentence (an officer's capitals mean something, a phone's do not);
+- everything else counts 1.
+
+Two rules then catch what overlap cannot: a report naming a place and none of the claim's is about somewhere else
+(x0.5), and a report that negates where the claim does not, or the reverse ("no toilets at the Arena" against "the
+Arena toilets are past the bar"), says something else (x0.6).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from rapidfuzz.distance import OSA
+
+DEFAULT_THRESHOLD = 0.5
+BETA = 1.5
+GENERIC_WEIGHT = 0.3
+PLACE_WEIGHT = 0.5
+FUZZY_CREDIT = 0.8
+PREFIX_CREDIT = 0.9
+ELSEWHERE_FACTOR = 0.5
+POLARITY_FACTOR = 0.6
+
+_STOPWORDS = frozenset(
+    """
+    a about above after again all also am an and any anyone apparently are around as at back be because been
+    being but by can could d did do does doing dont down during each even every everyone for from get gets
+    getting go going gonna got had has have having he hear heard her here hers him his how i if im in into is it
+    its ive just know last later left like ll lol m me might mine more most much must my near next now of off oh
+    omg on once only or other our out outside over past please pls re really right s said say says see seen she
+    should so some someone something soon still such t than that thats the their theirs them then there theres
+    these they theyll theyre this those through to today tonight too true u under up ur us ve very want was we
+    were what when where which while who why will with without would y yeah yes you youll your yours
+    way moment time news
+    """.split()
+)
+
+# Multi-word slang first, so that its words do not also count one by one ("old bill" is not about bills).
+_PHRASES: tuple[tuple[str, str], ...] = (
+    (r"\bold bill\b", "police"),
+    (r"\b(?:tear|cs|pepper) ?(?:gas(?:s?ed|s?ing)?|spray(?:ed|ing)?)\b", "teargas"),
+    (r"\bteargass?(?:ed|ing)\b", "teargas"),
+    (r"\b(?:call(?:ed|ing)?|is|are|been) off\b", "halt"),
+    (r"\b(tram|bus) stops?\b", r"\1stop"),
+    (r"\btrain station\b", "station"),
+    (r"\b(?:kick(?:ed|ing|s)?|kicks) off\b", "fight"),
+    (r"\bpunch ?up\b", "fight"),
+    (r"\b(?:set|let|setting|letting|sets|lets) off\b", "ignite"),
+    (r"\bpenned in\b", "kettle"),
+    (r"\bwater ?can+ons?\b", "watercannon"),
+    (r"\bdemo\b", "demonstration"),
+    (r"\bmanc\b", "manchester"),
+    (r"\bdevvy\b", "devonshire"),
+    (r"\bgig\b", "concert"),
+    (r"\bsupertram\b", "tram"),
+)
+_PHRASE_RE = [(re.compile(pattern), replacement) for pattern, replacement in _PHRASES]
+
+# One word per idea: the spellings, slang and near-synonyms a crowd uses for the same thing.
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "police": ("cop", "copper", "fed", "pig", "plod", "bobby", "officer", "filth", "feds"),
+    "sniper": ("marksman", "marksmen", "sharpshooter", "shooter"),
+    "kettle": ("kettling", "kettled", "contain", "containment", "trap", "trapped"),
+    "horse": ("mounted", "cavalry"),
+    "flare": ("flair", "pyro", "pyrotechnic"),
+    "fight": ("brawl", "fighting", "rumble", "fought"),
+    # Cancelled, closed, stopped, shut, "no trams": to a crowd these are one claim, "it is not happening".
+    "halt": (
+        "stop", "stopped", "cancel", "cancelled", "canceled", "scrap", "scrapped", "axed", "close", "closed",
+        "shut", "closing", "closure", "blocked", "halted", "suspended",
+        "no", "not", "nobody", "none", "never", "nothing", "cant", "cannot", "wont", "isnt", "arent", "wasnt",
+        "werent", "aint",
+    ),
+    "ignite": ("light", "lit", "lighting"),
+    "bring": ("brought", "bringing"),
+    "database": ("file", "record", "register"),
+    "arrest": ("nick", "nicked", "nicking", "detain", "detained"),
+    "roof": ("rooftop",),
+    "station": ("railway",),
+    "street": ("st",),
+    "road": ("rd",),
+    "square": ("sq",),
+    "die": ("dead", "died", "killed", "death"),
+    "university": ("uni",),
+    "stab": ("stabbing", "stabbed", "knifed"),
+    "protester": ("protestor", "demonstrator", "marcher", "protest"),
+    "photograph": ("photo", "photographing", "filming", "film", "picture", "pic"),
+    "center": ("centre", "town"),
+    "match": ("game",),
+}
+
+# Words nearly every rumour at a policed event shares: they say little about which rumour a report repeats.
+_GENERIC = frozenset(
+    """
+    police protester crowd people fan everyone group lot city area event plan happen start march run
+    use come make take bring being wear keep
+    """.split()
+)
+
+# The word after one of these is usually where something happens ("at the station", "on Fargate").
+_LOCATIVE = frozenset("on at in outside near by into onto from along behind opposite inside".split())
+
+# Nouns that end place names; the word before one is part of the name ("Devonshire Green", "demonstration area").
+_PLACE_HEADS = frozenset(
+    """
+    area zone street road lane square park garden green hall center centre pool market station
+    avenue row bridge arena ground stadium library church cathedral hospital school university pub shop bar
+    cafe museum theatre hotel
+    """.split()
+)
+
+_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
+
+
+def _stem(word: str) -> str:
+    """A deliberately crude suffix stripper: plurals and -ing/-ed, enough for prefix comparison to do the rest."""
+    if len(word) <= 3:
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            # "kettling" -> "kettl", "stopped" -> "stop": undouble so both sides agree.
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+                word = word[:-1]
+            break
+    return word
+
+
+def _build_canon() -> dict[str, str]:
+    canon: dict[str, str] = {}
+    for head, variants in _SYNONYMS.items():
+        for variant in (head, *variants):
+            canon[variant] = head
+            canon[_stem(variant)] = head
+    return canon
+
+
+_CANON = _build_canon()
+
+
+def _canonical(word: str) -> str:
+    if word in _CANON:
+        return _CANON[word]
+    stem = _stem(word)
+    return _CANON.get(stem, stem)
+
+
+@dataclass(frozen=True)
+class _Token:
+    text: str
+    weight: float
+    place: bool
+
+
+def _words(text: str) -> list[str]:
+    """Lowercase words with punctuation gone, so that "set, off!" and "set off" read the same."""
+    text = text.lower().replace("\u2019", "'")
+    # Contractions are filler ("they'll", "it's"); fold them into one stopword rather than leave "ll" around.
+    text = " ".join(w.replace("'", "") for w in _WORD_RE.findall(text))
+    for pattern, replacement in _PHRASE_RE:
+        text = pattern.sub(replacement, text)
+    return text.split()
+
+
+def _capitalised(original: str) -> set[str]:
+    """Words written with a capital mid-sentence: in an officer's claim, names of places and venues."""
+    names: set[str] = set()
+    sentence_start = True
+    for match in re.finditer(r"[^\W_]+(?:['\u2019][^\W_]+)*|[.!?]", original):
+        word = match.group()
+        if word in ".!?":
+            sentence_start = True
+            continue
+        if not sentence_start and word[:1].isupper() and not word.isupper():
+            names.add(_canonical(re.sub(r"['\u2019]", "", word.lower())))
+        sentence_start = False
+    return names
+
+
+def _is_place(words: Sequence[str], i: int, canon: str) -> bool:
+    if canon in _PLACE_HEADS or (i + 1 < len(words) and _canonical(words[i + 1]) in _PLACE_HEADS):
+        return True
+    if i >= 1 and words[i - 1] in _LOCATIVE:
+        return True
+    return i >= 2 and words[i - 1] in ("the", "a") and words[i - 2] in _LOCATIVE
+
+
+@lru_cache(maxsize=4096)
+def _tokens(text: str, trust_case: bool) -> tuple[_Token, ...]:
+    names = _capitalised(text) if trust_case else set()
+    words = _words(text)
+    found: dict[str, _Token] = {}
+    for i, raw in enumerate(words):
+        if raw in _STOPWORDS or raw.isdigit():
+            continue
+        word = _canonical(raw)
+        if word in _STOPWORDS or len(word) < 2:
+            continue
+        place = word in names or _is_place(words, i, word)
+        weight = GENERIC_WEIGHT if word in _GENERIC else PLACE_WEIGHT if place else 1.0
+        if word in found:
+            weight = min(weight, found[word].weight)
+            place = place or found[word].place
+        found[word] = _Token(word, weight, place)
+    return tuple(found.values())
+
+
+def _similarity(a: str, b: str) -> float:
+    if a == b:
+        return 1.0
+    short, long_ = sorted((a, b), key=len)
+    if len(short) >= 4 and long_.startswith(short) and len(long_) - len(short) <= 3:
+        return PREFIX_CREDIT
+    if len(short) >= 5:
+        # One slip for words of five to seven letters, two beyond: "snipres", "manchestr", "fargte".
+        allowed = 1 if len(long_) <= 7 else 2
+        if OSA.distance(a, b, score_cutoff=allowed) <= allowed:
+            return FUZZY_CREDIT
+    return 0.0
+
+
+def _coverage(side: Sequence[_Token], other: Sequence[_Token]) -> float:
+    total = sum(t.weight for t in side)
+    if total == 0:
+        return 0.0
+    covered = sum(t.weight * max((_similarity(t.text, o.text) for o in other), default=0.0) for t in side)
+    return covered / total
+
+
+def score(report_text: str, claim: str) -> float:
+    """How strongly a report repeats a claim, from 0 (unrelated) to 1 (the same words), rounded to 3 decimals."""
+    claim_tokens = _tokens(claim, True)
+    # A report's own capitalisation is random on a phone, so it is ignored; a word the claim marks as a place is a
+    # place on both sides.
+    by_text = {t.text: t for t in claim_tokens}
+    report_tokens = tuple(by_text.get(t.text, t) for t in _tokens(report_text.lower(), False))
+    if not claim_tokens or not report_tokens:
+        return 0.0
+    recall = _coverage(claim_tokens, report_tokens)
+    precision = _coverage(report_tokens, claim_tokens)
+    if recall == 0 or precision == 0:
+        return 0.0
+    beta2 = BETA * BETA
+    value = (1 + beta2) * precision * recall / (beta2 * precision + recall)
+    if _elsewhere(claim_tokens, report_tokens):
+        value *= ELSEWHERE_FACTOR
+    # "No toilets at the Arena" and "the Arena toilets are past the bar" share every noun and mean the opposite.
+    if any(t.text == "halt" for t in claim_tokens) != any(t.text == "halt" for t in report_tokens):
+        value *= POLARITY_FACTOR
+    return round(min(1.0, value), 3)
+
+
+def _elsewhere(claim_tokens: Sequence[_Token], report_tokens: Sequence[_Token]) -> bool:
+    """True when the report names a place and shares none of the claim's: the same thing, somewhere else."""
+    claim_places = [t for t in claim_tokens if t.place]
+    report_places = [t for t in report_tokens if t.place]
+    if not claim_places or not report_places:
+        return False
+    return not any(_similarity(c.text, r.text) > 0 for c in claim_places for r in report_tokens)
+
+
+class Matcher:
+    """Ranks the known rumours that a report repeats. Rumours are dicts with at least `id` and `claim`."""
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError("threshold must be within [0, 1]")
+        self.threshold = threshold
+
+    def matches(self, text: str, rumours: Iterable[Mapping[str, Any]], limit: int = 3) -> list[dict[str, Any]]:
+        scored = [(score(text, r["claim"]), str(r["id"])) for r in rumours]
+        kept = sorted(((s, rid) for s, rid in scored if s > 0 and s >= self.threshold), key=lambda p: (-p[0], p[1]))
+        return [{"rumour_id": rid, "score": s} for s, rid in kept[: max(0, limit)]]
+
+    def is_match(self, text: str, claim: str) -> bool:
+        value = score(text, claim)
+        return value > 0 and value >= self.threshold
+
+
+def evaluate(pairs: Iterable[Mapping[str, Any]], matcher: Matcher) -> dict[str, Any]:
+    """Precision and recall of `matcher` over labelled `{"report", "claim", "match"}` pairs."""
+    tp = fp = fn = tn = 0
+    for pair in pairs:
+        predicted = matcher.is_match(pair["report"], pair["claim"])
+        if predicted and pair["match"]:
+            tp += 1
+        elif predicted:
+            fp += 1
+        elif pair["match"]:
+            fn += 1
+        else:
+            tn += 1
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    return {"precision": round(precision, 3), "recall": round(recall, 3), "tp": tp, "fp": fp, "fn": fn, "tn": tn}

@@ -1,0 +1,404 @@
+"""The durable store: journal + snapshots on disk, TinyDB view + indexes in memory.
+
+Write path (all on the event loop except the disk work):
+  append() assigns the next seq, applies the change to the view at once (so checks made by later
+  requests see it: a tag taken, an idempotency key used), hands the encoded line to the journal
+  thread, and returns only once that line is fsynced. Listeners (the live broker) hear of a change
+  only once it is durable, in seq order. If the disk fails, the store refuses every later write.
+
+Nothing outside this package imports TinyDB: callers use the methods below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tinydb import Query
+
+from ..errors import DataDirLocked, StorageError
+from .journal import JournalWriter, RecoveryReport, encode_record, fsync_dir, list_segments, read_segment
+from .seqlog import SeqLog
+from .view import View, ViewTable
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT = "snapshot.jsonl"
+LOCKFILE = "LOCK"
+
+Doc = dict[str, Any]
+ApplyHook = Callable[[str, Doc | None, Doc], None]
+Listener = Callable[["Change"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    seq: int
+    type: str  # what happened, named as the live stream names it: "update", "update-retracted", ...
+    coll: str
+    data: Doc
+
+
+class DataDirLock:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCKFILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise DataDirLocked(
+                f"the data directory {self.path.parent} is in use by {holder}; "
+                "stop that server first, or use another --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"fieldcomms pid {os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+class Store:
+    """See the module docstring. Create, `await open()`, use, `await close()`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        fsync: bool = True,
+        snapshot_every: int = 200_000,
+        prune: Callable[[str, Doc], bool] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.fsync = fsync
+        self.snapshot_every = snapshot_every
+        self._prune = prune  # (coll, doc) -> True to drop it at the next snapshot (expired idempotency keys)
+        self.view = View()
+        self.last_seq = 0
+        self.snapshot_seq = 0
+        self._lock = DataDirLock(self.data_dir)
+        self._writer: JournalWriter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: dict[int, tuple[asyncio.Future[int], Change]] = {}
+        self._logs: dict[tuple[str, str], SeqLog] = {}
+        self._event_logs: dict[str, SeqLog] = {}
+        self._unique: dict[tuple[str, str], dict[Any, str]] = {}
+        self._unique_fns: dict[str, list[tuple[str, Callable[[Doc], Any]]]] = {}
+        self._apply_hooks: list[ApplyHook] = []
+        self._listeners: list[Listener] = []
+        self._since_snapshot = 0
+        self._snapshotting = False
+        self.recovery = RecoveryReport()
+        self.fsync_seconds_total = 0.0
+        self.fsync_count = 0
+        self.opened = False
+        self._failed: BaseException | None = None
+
+    # ---- configuration (before open) ------------------------------------------------------------
+
+    def unique_index(self, coll: str, name: str, key: Callable[[Doc], Any]) -> None:
+        """Keep {key(doc): id} for a collection; a None key is not indexed."""
+        self._unique_fns.setdefault(coll, []).append((name, key))
+        self._unique[(coll, name)] = {}
+
+    def set_prune(self, prune: Callable[[str, Doc], bool]) -> None:
+        """prune(coll, doc) -> True drops the doc at the next snapshot (expired idempotency answers)."""
+        self._prune = prune
+
+    def on_apply(self, hook: ApplyHook) -> None:
+        """Called on the loop for every applied put (also while loading): hook(coll, old, new)."""
+        self._apply_hooks.append(hook)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Called once a change is durable, in seq order."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            await asyncio.to_thread(self._load)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._loop = asyncio.get_running_loop()
+        self._writer = JournalWriter(self.data_dir, self.last_seq + 1, self._on_durable_thread, fsync=self.fsync)
+        self.opened = True
+
+    async def close(self, *, snapshot: bool = True) -> None:
+        if not self.opened:
+            return
+        self.opened = False
+        assert self._writer is not None
+        await asyncio.to_thread(self._writer.stop)
+        await asyncio.sleep(0)  # let the last durability callbacks run
+        if snapshot and self._failed is None and self._since_snapshot:
+            await self._snapshot_now()
+        self._lock.release()
+
+    # ---- writes ---------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        type: str,
+        coll: str,
+        doc: Doc,
+        *,
+        aux: Callable[[Doc], Iterable[tuple[str, Doc]]] | None = None,
+    ) -> Doc:
+        """Store a new version of `doc` (which must carry "id") as one change; returns it with its seq.
+
+        `aux(stored_doc)` may add documents written atomically with it (e.g. the idempotency record,
+        which holds the response built from the stored doc)."""
+        fut = self.append_nowait(type, coll, doc, aux=aux)
+        await fut
+        return self.get(coll, doc["id"]) or doc
+
+    def append_nowait(
+        self,
+        type: str,
+        coll: str,
+        doc: Doc,
+        *,
+        aux: Callable[[Doc], Iterable[tuple[str, Doc]]] | None = None,
+    ) -> asyncio.Future[int]:
+        if not self.opened or self._writer is None or self._loop is None:
+            raise StorageError("the store is not open")
+        if self._failed is not None:
+            raise StorageError(f"the journal failed: {self._failed!r}")
+        seq = self.last_seq + 1
+        stored = {**doc, "seq": seq}
+        extra = [(c, {**d, "seq": seq}) for c, d in (aux(stored) if aux else ())]
+        record: Doc = {"seq": seq, "type": type, "coll": coll, "data": stored}
+        if extra:
+            record["aux"] = extra
+        line = encode_record(record)  # before applying: an unencodable doc must change nothing
+        self.last_seq = seq
+        self._apply(coll, stored)
+        for c, d in extra:
+            self._apply(c, d)
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self._pending[seq] = (fut, Change(seq, type, coll, stored))
+        self._writer.submit(line, seq)
+        self._since_snapshot += 1
+        if self._since_snapshot >= self.snapshot_every and not self._snapshotting:
+            self._loop.create_task(self._snapshot_now())
+        return fut
+
+    def _on_durable_thread(self, seqs: list[int], seconds: float, error: BaseException | None) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._on_durable, seqs, seconds, error)
+
+    def _on_durable(self, seqs: list[int], seconds: float, error: BaseException | None) -> None:
+        if error is not None:
+            self._failed = error
+            log.critical("journal write failed; refusing further writes: %r", error)
+        else:
+            self.fsync_seconds_total += seconds
+            self.fsync_count += 1
+        for seq in seqs:
+            fut, change = self._pending.pop(seq)
+            if error is not None:
+                if not fut.done():
+                    fut.set_exception(StorageError(f"the journal failed: {error!r}"))
+                continue
+            for listener in list(self._listeners):
+                try:
+                    listener(change)
+                except Exception:  # a broken listener must not lose the acknowledgement
+                    log.exception("store listener failed")
+            if not fut.done():
+                fut.set_result(seq)
+
+    # ---- the in-memory view ---------------------------------------------------------------------
+
+    def _table(self, coll: str) -> ViewTable:
+        return self.view.table(coll)
+
+    def _apply(self, coll: str, doc: Doc) -> None:
+        table = self._table(coll)
+        doc_id = doc["id"]
+        old = table.raw_get(doc_id)
+        table.put(doc_id, doc)
+        event = doc.get("event") or ""
+        log_ = self._logs.get((coll, event))
+        if log_ is None:
+            log_ = self._logs[(coll, event)] = SeqLog()
+        log_.append(doc["seq"], doc_id, replaced=old is not None)
+        if event:
+            elog = self._event_logs.get(event)
+            if elog is None:
+                elog = self._event_logs[event] = SeqLog()
+            elog.append(doc["seq"], f"{coll}/{doc_id}", replaced=old is not None)
+            if elog.needs_compaction():
+                elog.compact(self._feed_seq)
+        if log_.needs_compaction():
+            log_.compact(lambda i: self._current_seq(coll, i))
+        for name, key in self._unique_fns.get(coll, ()):
+            index = self._unique[(coll, name)]
+            if old is not None:
+                old_key = key(old)
+                if old_key is not None and index.get(old_key) == doc_id:
+                    del index[old_key]
+            new_key = key(doc)
+            if new_key is not None:
+                index[new_key] = doc_id
+        for hook in self._apply_hooks:
+            hook(coll, old, doc)
+
+    def _current_seq(self, coll: str, doc_id: str) -> int | None:
+        doc = self._table(coll).raw_get(doc_id)
+        return None if doc is None else doc["seq"]
+
+    def _feed_seq(self, ref: str) -> int | None:
+        coll, _, doc_id = ref.partition("/")
+        return self._current_seq(coll, doc_id)
+
+    # ---- reads ----------------------------------------------------------------------------------
+
+    def get(self, coll: str, doc_id: str) -> Doc | None:
+        """The current version. Treat it as read-only: build new dicts to change anything."""
+        return self._table(coll).raw_get(doc_id)  # type: ignore[no-any-return]
+
+    def get_by(self, coll: str, index: str, key: Any) -> Doc | None:
+        doc_id = self._unique[(coll, index)].get(key)
+        return None if doc_id is None else self.get(coll, doc_id)
+
+    def search(self, coll: str, cond: Callable[[Any], Any]) -> list[Doc]:
+        """An ad hoc TinyDB query (`where("field") == x`); a full scan, so not for hot paths."""
+        return [dict(d) for d in self._table(coll).search(cond)]  # type: ignore[arg-type]
+
+    def all(self, coll: str) -> Iterator[Doc]:
+        return (doc for _, doc in self._table(coll).raw_items())
+
+    def count(self, coll: str) -> int:
+        return self._table(coll).raw_len()
+
+    def newest_first(self, coll: str, event: str = "", before: int | None = None) -> Iterator[Doc]:
+        log_ = self._logs.get((coll, event))
+        if log_ is None:
+            return iter(())
+        table = self._table(coll)
+        return (table.raw_get(i) for i in log_.newest_first(lambda i: self._current_seq(coll, i), before))
+
+    def oldest_first(self, coll: str, event: str = "", since: int = 0) -> Iterator[Doc]:
+        log_ = self._logs.get((coll, event))
+        if log_ is None:
+            return iter(())
+        table = self._table(coll)
+        return (table.raw_get(i) for i in log_.oldest_first(lambda i: self._current_seq(coll, i), since))
+
+    def event_changes_since(self, event: str, since: int) -> Iterator[tuple[str, Doc]]:
+        """(coll, current doc) of every item of the event whose latest change is after `since`, in seq order.
+        Older versions were replaced, so a replay from here carries each item's newest state once."""
+        elog = self._event_logs.get(event)
+        if elog is None:
+            return
+        for ref in elog.oldest_first(self._feed_seq, since):
+            coll, _, doc_id = ref.partition("/")
+            yield coll, self._table(coll).raw_get(doc_id)
+
+    Query = Query
+
+    # ---- loading and snapshots ------------------------------------------------------------------
+
+    def _load(self) -> None:
+        snap = self.data_dir / SNAPSHOT
+        if snap.exists():
+            with open(snap, "rb") as f:
+                header = orjson.loads(f.readline())
+                self.snapshot_seq = self.last_seq = int(header["seq"])
+                for line in f:
+                    coll, doc = orjson.loads(line)
+                    self._apply(coll, doc)
+        for _first, path in list_segments(self.data_dir):
+            self.recovery.segments.append(path.name)
+            for record in read_segment(path, self.recovery, repair=True):
+                seq = record["seq"]
+                if seq <= self.last_seq:
+                    continue
+                if seq != self.last_seq + 1:
+                    raise StorageError(f"{path.name}: seq {seq} follows {self.last_seq}; the journal has a gap")
+                self._apply(record["coll"], record["data"])
+                for c, d in record.get("aux", ()):
+                    self._apply(c, d)
+                self.last_seq = seq
+                self._since_snapshot += 1
+        if self.recovery.dropped_bytes:
+            log.warning("dropped a torn journal tail of %d bytes (never acknowledged)", self.recovery.dropped_bytes)
+
+    async def snapshot(self) -> None:
+        """Write a snapshot now (also done every `snapshot_every` changes and on close)."""
+        await self._snapshot_now()
+
+    async def _snapshot_now(self) -> None:
+        if self._snapshotting:
+            return
+        self._snapshotting = True
+        try:
+            seq = self.last_seq
+            now = time.time()
+            tables: dict[str, list[Doc]] = {}
+            dropped: dict[str, list[str]] = {}
+            for name in self.view.tables():
+                kept = []
+                for doc_id, doc in self._table(name).raw_items():
+                    if self._prune is not None and self._prune(name, doc):
+                        dropped.setdefault(name, []).append(doc_id)
+                    else:
+                        kept.append(doc)
+                tables[name] = kept
+            for name, ids in dropped.items():
+                self._table(name).drop_ids(ids)
+            self._since_snapshot = 0
+            if self.opened and self._writer is not None:
+                rotated = threading.Event()
+                self._writer.rotate(seq + 1, rotated.set)
+                await asyncio.to_thread(rotated.wait)
+            await asyncio.to_thread(self._write_snapshot, seq, tables)
+            log.info("snapshot at seq %d written in %.2fs", seq, time.time() - now)
+        finally:
+            self._snapshotting = False
+
+    def _write_snapshot(self, seq: int, tables: dict[str, list[Doc]]) -> None:
+        tmp = self.data_dir / (SNAPSHOT + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps({"seq": seq, "format": 1}) + b"\n")
+            for name, docs in tables.items():
+                prefix = orjson.dumps(name)
+                for doc in docs:
+                    f.write(b"[" + prefix + b"," + orjson.dumps(doc) + b"]\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.data_dir / SNAPSHOT)
+        fsync_dir(self.data_dir)
+        self.snapshot_seq = seq
+        segments = list_segments(self.data_dir)
+        for (_first, path), (next_first, _) in zip(segments, segments[1:], strict=False):
+            if next_first <= seq + 1:  # every record in `path` is <= seq, so the snapshot holds it
+                path.unlink()
+        fsync_dir(self.data_dir)
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.data_dir.glob("*") if p.is_file())

@@ -1,0 +1,195 @@
+"""The one place that decides what a viewer may see.
+
+`view(coll, item, viewer, lookup)` returns the item as that viewer may see it, or None. Every read
+(lists, single items, the map, the stream, pages, feeds, media) goes through it; no handler decides
+visibility on its own. `viewer` is None for the public. `lookup(coll, id)` lets a rule consult a
+referenced item (is the update this photo belongs to public?).
+
+Keys that start with "_" are internal bookkeeping and are never shown to anyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+ROLE_RANK = {"officer": 1, "control": 2, "admin": 3}
+VERDICTS = ("false", "misleading", "true", "unproven")
+
+Item = dict[str, Any]
+
+
+class Resolver(Protocol):
+    """What a rule may consult about other items."""
+
+    def get(self, coll: str, item_id: str) -> Item | None: ...
+
+    def photo_updates(self, photo_id: str) -> Iterable[Item]: ...
+
+
+class _NoResolver:
+    def get(self, coll: str, item_id: str) -> Item | None:
+        return None
+
+    def photo_updates(self, photo_id: str) -> Iterable[Item]:
+        return ()
+
+
+NO_RESOLVER: Resolver = _NoResolver()
+Lookup = Resolver
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    id: str
+    callsign: str
+    role: str
+    name: str = ""
+
+    def at_least(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+def is_public(viewer: Viewer | None) -> bool:
+    return viewer is None
+
+
+def _is_control(viewer: Viewer | None) -> bool:
+    return viewer is not None and viewer.at_least("control")
+
+
+def _clean(item: Item, drop: tuple[str, ...] = ()) -> Item:
+    return {k: v for k, v in item.items() if not k.startswith("_") and k not in drop}
+
+
+def update_publicly_visible(update: Item | None) -> bool:
+    return update is not None and update.get("visibility") == "public" and update.get("status") == "active"
+
+
+def _update(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    if viewer is None:
+        if not update_publicly_visible(item):
+            return None
+        out = _clean(item)
+        out["zones"] = [_clean(z, ("visibility",)) for z in item.get("zones", ()) if z.get("visibility") == "public"]
+        out["photos"] = [_clean(ph) for ph in item.get("photos", ())]
+        reply_to = item.get("reply_to")
+        if reply_to is not None and not update_publicly_visible(lookup.get("updates", reply_to)):
+            out["reply_to"] = None  # the public must not learn that an internal update exists
+        return out
+    if item.get("status") == "retracted" and not _is_control(viewer) and item["author"]["id"] != viewer.id:
+        return None
+    out = _clean(item)
+    out["zones"] = [_clean(z, ("visibility",)) for z in item.get("zones", ())]
+    return out
+
+
+def _photo(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    if viewer is not None:
+        return _clean(item)
+    if any(update_publicly_visible(u) for u in lookup.photo_updates(item["id"])):
+        return {k: item[k] for k in ("id", "url", "thumb_url", "width", "height", "content_type") if k in item}
+    return None
+
+
+def rumour_published(item: Item) -> bool:
+    return item.get("status") in VERDICTS and bool(item.get("rebuttals"))
+
+
+def _rumour(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    if viewer is not None:
+        return _clean(item)
+    if not rumour_published(item):
+        return None
+    out = _clean(item, ("sources", "location"))
+    out["history"] = [_clean(h, ("by",)) for h in item.get("history", ())]
+    out["rebuttals"] = [
+        _clean(r, ("by",)) for r in item.get("rebuttals", ()) if update_publicly_visible(lookup.get("updates", r["update_id"]))
+    ]
+    return out
+
+
+def _report(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    if viewer is None:
+        return None
+    return _clean(item) if _is_control(viewer) else _clean(item, ("contact",))
+
+
+def _zone(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    if viewer is None and item.get("visibility") != "public":
+        return None
+    return _clean(item)
+
+
+def _position(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    # Officers may ask who is near them (API: /officers/nearby); the public never sees a position.
+    return None if viewer is None else _clean(item)
+
+
+def _alert(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    if viewer is None:
+        return None
+    if _is_control(viewer):
+        return _clean(item)
+    if any(r["id"] == viewer.id for r in item.get("recipients", ())):
+        return _clean(item, ("acks",))
+    return None
+
+
+def _user(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    if viewer is None or (viewer.id != item["id"] and not viewer.at_least("admin")):
+        return None
+    return {k: item[k] for k in ("id", "name", "callsign", "role") if k in item}
+
+
+def _event(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    return _clean(item)
+
+
+def _never(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    return None
+
+
+RULES: dict[str, Callable[[Item, Viewer | None, Lookup], Item | None]] = {
+    "events": _event,
+    "updates": _update,
+    "photos": _photo,
+    "rumours": _rumour,
+    "reports": _report,
+    "zones": _zone,
+    "positions": _position,
+    "alerts": _alert,
+    "users": _user,
+}
+
+
+def view(coll: str, item: Item | None, viewer: Viewer | None, lookup: Lookup = NO_RESOLVER) -> Item | None:
+    """The item as `viewer` may see it, or None. Unknown collections are visible to nobody."""
+    if item is None:
+        return None
+    return RULES.get(coll, _never)(item, viewer, lookup)
+
+
+# ---- the live stream ------------------------------------------------------------------------------
+
+# Stream-only narrowing on top of view(): positions go to the control room's map, not to every handset.
+STREAM_MIN_ROLE = {"positions": "control"}
+
+
+def stream_view(coll: str, item: Item, viewer: Viewer | None, lookup: Lookup = NO_RESOLVER) -> Item | None:
+    min_role = STREAM_MIN_ROLE.get(coll)
+    if min_role is not None and (viewer is None or not viewer.at_least(min_role)):
+        return None
+    return view(coll, item, viewer, lookup)
+
+
+def audience_key(coll: str, item: Item, viewer: Viewer | None) -> Hashable:
+    """Viewers with equal keys see the same `stream_view` of this item, so it is serialised once for them."""
+    if viewer is None:
+        return "public"
+    if viewer.at_least("control"):
+        return "control"
+    if coll == "alerts" or (coll == "updates" and item.get("status") == "retracted"):
+        return ("officer", viewer.id)
+    return "officer"
