@@ -282,6 +282,7 @@ def decode(data: bytes, *, max_pixels: int) -> tuple[Image.Image, str]:
 def process_photo(
     data: bytes, *, max_pixels: int = 40_000_000, max_bytes: int = 15 * 1024 * 1024
 ) -> ProcessedPhoto:
+    """Raises PayloadTooLarge (413), UnsupportedMediaType (415) or ValidationFailed on field "file" (422)."""
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"Photos are limited to {max_bytes} bytes.")
     im, fmt = decode(data, max_pixels=max_pixels)

@@ -144,7 +144,7 @@ def _user(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
 
 
 def _event(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
-    return _clean(item)
+    return _clean(item, ("id",))  # an event is named by its tag; the store's id is the same string
 
 
 def _never(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
