@@ -1,0 +1,88 @@
+"""Shared by benchmarks: real server processes pinned to one core, free ports, percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def wait_healthy(port: int, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"server on {port} not healthy after {timeout}s")
+
+
+def pin(core: int) -> list[str]:
+    """taskset prefix so the server runs on one core and the load generator on the other."""
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+
+
+def user_add(data_dir: Path, role: str = "officer", callsign: str = "bench1") -> str:
+    out = subprocess.run([sys.executable, "-m", "fieldcomms", "user", "add", "--data-dir", str(data_dir),
+                          "--name", callsign, "--callsign", callsign, "--role", role],
+                         check=True, capture_output=True, text=True, cwd=ROOT)
+    return out.stdout.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def server(data_dir: Path, *, core: int = 0, env: dict[str, str] | None = None,
+           extra: Sequence[str] = ()) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    port = free_port()
+    full_env = {**os.environ, "FIELDCOMMS_DEMO_ADMIN": "false", "FIELDCOMMS_LOG_LEVEL": "WARNING", **(env or {})}
+    proc = subprocess.Popen([*pin(core), sys.executable, "-m", "fieldcomms", "serve", "--data-dir", str(data_dir),
+                             "--port", str(port), *extra], env=full_env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_healthy(port, proc=proc)
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        yield Path(d)
