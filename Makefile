@@ -34,8 +34,10 @@ lint: dev
 test: lint
 	$(PY) -m pytest -q
 
+# wrk is the load generator for the HTTP benchmarks (a Python client saturates first).
 bench: dev
-	$(PY) -m bench
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
