@@ -14,8 +14,9 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .rumours.lifecycle import has_published_verdict
+
 ROLE_RANK = {"officer": 1, "control": 2, "admin": 3}
-VERDICTS = ("false", "misleading", "true", "unproven")
 
 Item = dict[str, Any]
 
@@ -93,21 +94,18 @@ def _photo(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     return None
 
 
-def rumour_published(item: Item) -> bool:
-    return item.get("status") in VERDICTS and bool(item.get("rebuttals"))
-
-
 def _rumour(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     if viewer is not None:
         return _clean(item)
-    if not rumour_published(item):
+    if not has_published_verdict(item):
         return None
     out = _clean(item, ("sources", "location"))
     out["history"] = [_clean(h, ("by",)) for h in item.get("history", ())]
     out["rebuttals"] = [
         _clean(r, ("by",)) for r in item.get("rebuttals", ()) if update_publicly_visible(lookup.get("updates", r["update_id"]))
     ]
-    return out
+    # A verdict whose evidence is no longer public is not published, whatever the stored status says.
+    return out if out["rebuttals"] else None
 
 
 def _report(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:

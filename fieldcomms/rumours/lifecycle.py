@@ -35,8 +35,8 @@ VERDICTS = ("false", "misleading", "true", "unproven")
 STATUSES = (UNVERIFIED, INVESTIGATING, *VERDICTS)
 CLAIM_MAX_CHARS = 500
 
-# Kept for urgency and stripped by the visibility layer: the public and the API never see it.
-INTERNAL_FIELDS = ("sighting_times",)
+# Kept for urgency; the leading underscore is what the visibility layer strips, so no viewer ever sees it.
+INTERNAL_FIELDS = ("_sighting_times",)
 
 Rumour = dict[str, Any]
 Actor = Mapping[str, Any]
@@ -134,7 +134,7 @@ def new_rumour(
         "sources": [_source(source, seen_at)] if source else [],
         "rebuttals": [],
         "history": [{"at": format_time(now), "status": UNVERIFIED, "by": _actor(by)}],
-        "sighting_times": [seen_at],
+        "_sighting_times": [seen_at],
     }
     return _refreshed(rumour, now)
 
@@ -148,7 +148,7 @@ def add_sighting(rumour: Mapping[str, Any], sighting: Mapping[str, Any], now: da
     seen_at = _seen_at(sighting, now)
     updated["sightings"] = rumour["sightings"] + 1
     updated["sources"].append(_source(sighting, seen_at))
-    updated["sighting_times"] = sorted([*rumour.get("sighting_times", []), seen_at])
+    updated["_sighting_times"] = sorted([*rumour.get("_sighting_times", []), seen_at])
     # A late-arriving sighting from a queued handset may predate what we knew.
     updated["first_seen_at"] = min(rumour["first_seen_at"], seen_at)
     updated["last_seen_at"] = max(rumour["last_seen_at"], seen_at)
@@ -161,7 +161,7 @@ def set_status(rumour: Mapping[str, Any], status: str, by: Actor, now: datetime)
         raise ValidationFailed.one("status", f"must be one of: {', '.join(STATUSES)}")
     current = rumour["status"]
     if status == current:
-        return copy.deepcopy(dict(rumour))
+        return _refreshed(dict(rumour), now)
     if status == UNVERIFIED:
         raise Conflict("A rumour cannot return to unverified; set it to investigating instead.")
     rebuttals = rumour.get("rebuttals") or []
@@ -224,7 +224,7 @@ def unlink_update(rumour: Mapping[str, Any], update_id: str, by: Actor, now: dat
     remaining = [r for r in rebuttals if r["update_id"] != update_id]
     updated = copy.deepcopy(dict(rumour))
     if len(remaining) == len(rebuttals):
-        return updated
+        return _refreshed(updated, now)
     updated["rebuttals"] = copy.deepcopy(remaining)
     if updated["status"] in VERDICTS:
         fallback = remaining[-1]["verdict"] if remaining else INVESTIGATING
