@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import threading
@@ -101,6 +102,9 @@ class Store:
         self._unique: dict[tuple[str, str], dict[Any, str]] = {}
         self._unique_fns: dict[str, list[tuple[str, Callable[[Doc], Any]]]] = {}
         self._apply_hooks: list[ApplyHook] = []
+        self._tables: dict[str, ViewTable] = {}
+        self._raw: dict[str, dict[str, Doc]] = {}
+        self._loading = False
         self._listeners: list[Listener] = []
         self._since_snapshot = 0
         self._snapshotting = False
@@ -237,24 +241,32 @@ class Store:
         return self.view.table(coll)
 
     def _apply(self, coll: str, doc: Doc) -> None:
-        table = self._table(coll)
+        # The hot path of every write and of loading: plain dict work, no TinyDB calls but the cache reset.
+        raw = self._raw.get(coll)
+        if raw is None:
+            table = self._table(coll)
+            self._tables[coll] = table
+            raw = self._raw[coll] = table._raw()
         doc_id = doc["id"]
-        old = table.raw_get(doc_id)
-        table.put(doc_id, doc)
+        old = raw.get(doc_id)
+        raw[doc_id] = doc
+        if not self._loading:
+            self._tables[coll].clear_cache()
+        seq = doc["seq"]
         event = doc.get("event") or ""
         log_ = self._logs.get((coll, event))
         if log_ is None:
             log_ = self._logs[(coll, event)] = SeqLog()
-        log_.append(doc["seq"], doc_id, replaced=old is not None)
+        log_.append(seq, doc_id, replaced=old is not None)
+        if old is not None and not seq & 1023 and log_.needs_compaction():
+            log_.compact(lambda i: self._current_seq(coll, i))
         if event:
             elog = self._event_logs.get(event)
             if elog is None:
                 elog = self._event_logs[event] = SeqLog()
-            elog.append(doc["seq"], f"{coll}/{doc_id}", replaced=old is not None)
-            if elog.needs_compaction():
+            elog.append(seq, f"{coll}/{doc_id}", replaced=old is not None)
+            if old is not None and not seq & 1023 and elog.needs_compaction():
                 elog.compact(self._feed_seq)
-        if log_.needs_compaction():
-            log_.compact(lambda i: self._current_seq(coll, i))
         for name, key in self._unique_fns.get(coll, ()):
             index = self._unique[(coll, name)]
             if old is not None:
@@ -268,7 +280,8 @@ class Store:
             hook(coll, old, doc)
 
     def _current_seq(self, coll: str, doc_id: str) -> int | None:
-        doc = self._table(coll).raw_get(doc_id)
+        raw = self._raw.get(coll)
+        doc = None if raw is None else raw.get(doc_id)
         return None if doc is None else doc["seq"]
 
     def _feed_seq(self, ref: str) -> int | None:
@@ -324,14 +337,34 @@ class Store:
     # ---- loading and snapshots ------------------------------------------------------------------
 
     def _load(self) -> None:
+        # A million small dicts would trigger many full cyclic-GC passes over a heap that only grows; our
+        # documents hold no cycles, so collect nothing while loading and then freeze what was loaded.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        self._loading = True
+        try:
+            self._load_files()
+        finally:
+            self._loading = False
+            for table in self._tables.values():
+                table.clear_cache()
+            if gc_was_enabled:
+                gc.enable()
+            if self.last_seq > 50_000:  # only worth it for a big store; freezing also pins unrelated garbage
+                gc.freeze()
+
+    def _load_files(self) -> None:
         snap = self.data_dir / SNAPSHOT
         if snap.exists():
             with open(snap, "rb") as f:
                 header = orjson.loads(f.readline())
                 self.snapshot_seq = self.last_seq = int(header["seq"])
-                for line in f:
-                    coll, doc = orjson.loads(line)
-                    self._apply(coll, doc)
+                entries = [orjson.loads(line) for line in f]
+            # The seq logs must be built in seq order (they bisect); snapshots are written in seq order,
+            # so this sort only checks (timsort is linear on sorted input).
+            entries.sort(key=lambda entry: entry[1]["seq"])
+            for coll, doc in entries:
+                self._apply(coll, doc)
         for _first, path in list_segments(self.data_dir):
             self.recovery.segments.append(path.name)
             for record in read_segment(path, self.recovery, repair=True):
@@ -376,28 +409,33 @@ class Store:
                 rotated = threading.Event()
                 self._writer.rotate(seq + 1, rotated.set)
                 await asyncio.to_thread(rotated.wait)
-            await asyncio.to_thread(self._write_snapshot, seq, tables)
+            # Without a running writer (on close) nothing follows seq, so every segment is covered.
+            await asyncio.to_thread(self._write_snapshot, seq, tables, not self.opened)
             log.info("snapshot at seq %d written in %.2fs", seq, time.time() - now)
         finally:
             self._snapshotting = False
 
-    def _write_snapshot(self, seq: int, tables: dict[str, list[Doc]]) -> None:
+    def _write_snapshot(self, seq: int, tables: dict[str, list[Doc]], covers_all: bool = False) -> None:
         tmp = self.data_dir / (SNAPSHOT + ".tmp")
         with open(tmp, "wb") as f:
             f.write(orjson.dumps({"seq": seq, "format": 1}) + b"\n")
-            for name, docs in tables.items():
-                prefix = orjson.dumps(name)
-                for doc in docs:
-                    f.write(b"[" + prefix + b"," + orjson.dumps(doc) + b"]\n")
+            # In seq order, not table order: an edited item keeps its old place in its table's dict, and
+            # loading must rebuild the seq logs in seq order.
+            prefixes = {name: b"[" + orjson.dumps(name) + b"," for name in tables}
+            entries = sorted(((name, doc) for name, docs in tables.items() for doc in docs),
+                             key=lambda entry: entry[1]["seq"])
+            for name, doc in entries:
+                f.write(prefixes[name] + orjson.dumps(doc) + b"]\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.data_dir / SNAPSHOT)
         fsync_dir(self.data_dir)
         self.snapshot_seq = seq
         segments = list_segments(self.data_dir)
-        for (_first, path), (next_first, _) in zip(segments, segments[1:], strict=False):
-            if next_first <= seq + 1:  # every record in `path` is <= seq, so the snapshot holds it
-                path.unlink()
+        for k, (_first, path) in enumerate(segments):
+            next_first = segments[k + 1][0] if k + 1 < len(segments) else None
+            if covers_all or (next_first is not None and next_first <= seq + 1):
+                path.unlink()  # every record in it is <= seq, so the snapshot holds it
         fsync_dir(self.data_dir)
 
     def disk_bytes(self) -> int:
