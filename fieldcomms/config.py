@@ -50,7 +50,7 @@ class Settings:
     sse_buffer_bytes: int = setting(256 * 1024, "Unsent stream bytes allowed per subscriber before it is dropped.")
     sse_keepalive_s: float = setting(15.0, "Seconds between keep-alive comments on the stream.")
     sse_ring_size: int = setting(10_000, "Recent changes kept in memory per event for stream replay.")
-    metrics_allow: list[str] = setting(["127.0.0.1", "::1"], "Addresses that may read /metrics without a token.")
+    metrics_allow: list[str] = setting([], "Addresses that may read /metrics without a token (else admin only).")
     log_level: str = setting("INFO", "Logging level.")
     demo_admin: bool = setting(True, "On an empty data directory, create an admin and print its token.")
 

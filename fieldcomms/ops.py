@@ -1,0 +1,135 @@
+"""Operations: one JSON log line per request and Prometheus metrics at /metrics.
+
+prometheus_client writes the exposition format and histograms correctly; each app has its own registry,
+so tests that build many apps do not share counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .api.spec import op
+from .errors import Forbidden, Unauthorized
+from .keys import CONTEXT, VIEWER
+from .ratelimit import client_address
+
+access_log = logging.getLogger("fieldcomms.access")
+
+routes = web.RouteTableDef()
+
+METRICS = web.AppKey("metrics", object)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class Metrics:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("fieldcomms_requests", "HTTP requests by route, method and status.",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("fieldcomms_request_seconds", "Time to answer, by route (streams: until closed).",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(self)
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        ctx = self.app[CONTEXT]
+        store = ctx.store
+        yield GaugeMetricFamily("fieldcomms_store_seq", "Newest seq in the store.", value=store.last_seq)
+        docs = GaugeMetricFamily("fieldcomms_store_documents", "Documents in the store by collection.",
+                                 labels=["collection"])
+        for coll in ("events", "updates", "photos", "rumours", "reports", "zones", "positions", "alerts", "users"):
+            docs.add_metric([coll], store.count(coll))
+        yield docs
+        yield GaugeMetricFamily("fieldcomms_store_disk_bytes", "Journal and snapshot bytes on disk.",
+                                value=store.disk_bytes())
+        yield CounterMetricFamily("fieldcomms_journal_fsyncs", "Journal group commits (one fsync each).",
+                                  value=store.fsync_count)
+        yield CounterMetricFamily("fieldcomms_journal_fsync_seconds", "Time spent writing and fsyncing the journal.",
+                                  value=store.fsync_seconds_total)
+        broker = ctx.extensions.get("broker")
+        if broker is not None:
+            yield GaugeMetricFamily("fieldcomms_stream_subscribers", "Open live-stream subscribers.",
+                                    value=len(getattr(broker, "subscribers", ())))
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []  # collected fresh each scrape
+
+
+def route_of(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info is not None and info.route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = route_of(request)
+        metrics: Metrics = request.app[METRICS]  # type: ignore[assignment]
+        metrics.requests.labels(route, request.method, str(status)).inc()
+        metrics.latency.labels(route).observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            viewer = request.get(VIEWER)
+            # Never the Authorization header, the query string's values or any body: tokens and report
+            # contacts must not reach the logs.
+            access_log.info(orjson.dumps({
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "method": request.method,
+                "route": route, "path": request.path, "status": status, "ms": round(elapsed * 1000, 2),
+                "callsign": viewer.callsign if viewer is not None else None,
+                "remote": request.remote,
+            }).decode())
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    viewer = request.get(VIEWER)
+    address = client_address(request, ctx.settings.trusted_proxies)
+    if viewer is None and address not in ctx.settings.metrics_allow:
+        raise Unauthorized("Metrics need an admin token, or a request from an address in metrics_allow.")
+    if viewer is not None and not viewer.at_least("admin"):
+        raise Forbidden("Metrics need the admin role.")
+    registry = request.app[METRICS].registry  # type: ignore[attr-defined]
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+
+
+def configure_logging(level: str) -> None:
+    """Human-readable lines for the server's own messages; the access log is one JSON object per line."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_log.addHandler(handler)
+    access_log.propagate = False
+    access_log.setLevel(level)
+
+
+def setup(app: web.Application) -> None:
+    app[METRICS] = Metrics(app)
+    app.middlewares.insert(0, observe_middleware)
+
+
+OPENAPI = {
+    "/metrics": {"get": op(
+        "Prometheus metrics: requests by route and status, latency histograms, stream subscribers, journal "
+        "fsync time, store size.", role="admin", content_type="text/plain",
+        schema={"type": "string"},
+        description="Also open without a token to the addresses in the `metrics_allow` setting (default none).")},
+}

@@ -1,0 +1,67 @@
+"""Operations: /metrics (admin or an allowed address) and the JSON access log."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from fieldcomms.app import create_app
+from fieldcomms.config import Settings
+from tests.conftest import auth
+
+
+async def test_metrics_need_admin(client, admin_token, officer_token, control_token):
+    assert (await client.get("/metrics")).status == 401
+    assert (await client.get("/metrics", headers=auth(officer_token))).status == 403
+    assert (await client.get("/metrics", headers=auth(control_token))).status == 403
+    resp = await client.get("/metrics", headers=auth(admin_token))
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain")
+
+
+async def test_metrics_report_requests_store_and_fsync(client, admin_token, event, officer_token):
+    for i in range(3):
+        r = await client.post(f"/api/v1/events/{event['tag']}/updates", json={"text": f"u{i}"},
+                              headers=auth(officer_token))
+        assert r.status == 201
+    assert (await client.get("/api/v1/events/nope")).status == 404
+    text = await (await client.get("/metrics", headers=auth(admin_token))).text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    posts = [s for s in families["fieldcomms_requests"].samples
+             if s.name == "fieldcomms_requests_total" and s.labels["route"] == "/api/v1/events/{tag}/updates"
+             and s.labels["method"] == "POST" and s.labels["status"] == "201"]
+    assert posts and posts[0].value == 3
+    missing = [s for s in families["fieldcomms_requests"].samples
+               if s.name == "fieldcomms_requests_total" and s.labels["status"] == "404"]
+    assert missing and missing[0].labels["route"] == "/api/v1/events/{tag}"
+    buckets = [s for s in families["fieldcomms_request_seconds"].samples
+               if s.name.endswith("_count") and s.labels["route"] == "/api/v1/events/{tag}/updates"]
+    assert buckets[0].value == 3
+    docs = {s.labels["collection"]: s.value for s in families["fieldcomms_store_documents"].samples}
+    assert docs["updates"] == 3 and docs["events"] == 1
+    fsyncs = [s for s in families["fieldcomms_journal_fsyncs"].samples if s.name.endswith("_total")]
+    assert fsyncs[0].value >= 1
+    assert families["fieldcomms_store_disk_bytes"].samples[0].value > 0
+
+
+async def test_metrics_open_to_an_allowed_address(aiohttp_client, tmp_path: Path):
+    app = create_app(Settings(data_dir=str(tmp_path / "d"), demo_admin=False, metrics_allow=["127.0.0.1"]))
+    client = await aiohttp_client(app)
+    assert (await client.get("/metrics")).status == 200
+
+
+async def test_access_log_is_json_without_secrets(client, officer_token, event, caplog):
+    caplog.set_level(logging.INFO, logger="fieldcomms.access")
+    r = await client.post(f"/api/v1/events/{event['tag']}/updates?x=1", json={"text": "logged"},
+                          headers=auth(officer_token))
+    assert r.status == 201
+    lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "fieldcomms.access"]
+    post = [line for line in lines if line["method"] == "POST" and line["status"] == 201][-1]
+    assert post["callsign"] == "officer1"
+    assert post["route"] == "/api/v1/events/{tag}/updates"
+    assert post["path"] == f"/api/v1/events/{event['tag']}/updates"
+    assert officer_token not in caplog.text
+    assert "logged" not in caplog.text  # no bodies
