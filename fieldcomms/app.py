@@ -33,10 +33,17 @@ COMPRESSIBLE = ("application/json", "application/problem+json", "application/geo
 # Each module exports `routes` (a RouteTableDef) and `OPENAPI` ({path: {method: operation}}); it may
 # export `setup(app)` to register hooks and cleanup contexts. Later subsystems add their module here.
 API_MODULES = [
+    "fieldcomms.ops",
+    "fieldcomms.abuse",
     "fieldcomms.api.health",
     "fieldcomms.api.users",
     "fieldcomms.api.events",
     "fieldcomms.api.updates",
+    "fieldcomms.api.photos",
+    "fieldcomms.api.rumours",
+    "fieldcomms.api.reports",
+    "fieldcomms.api.feeds",
+    "fieldcomms.web",
     "fieldcomms.api.openapi",
 ]
 

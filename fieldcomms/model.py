@@ -35,9 +35,9 @@ def utc_now() -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment.microsecond == 0 else (
-        moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    # isoformat, not strftime: strftime("%Y") does not zero-pad years before 1000 on glibc.
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="seconds" if utc.microsecond == 0 else "milliseconds") + "Z"
 
 
 def now_str() -> str:
@@ -97,17 +97,20 @@ def time_value(value: Any, p: Problems, field: str) -> str | None:
         p.add(field, "must be an RFC 3339 time with a UTC offset, e.g. 2011-03-12T14:05:00Z")
         return None
     try:
-        moment = parse_time_str(value)
-    except ValueError:
+        # OverflowError: a valid offset can still push 0001-01-01 or 9999-12-31 out of range in UTC.
+        return format_time(parse_time_str(value))
+    except (ValueError, OverflowError):
         p.add(field, "is not a real date and time")
         return None
-    return format_time(moment)
 
 
 def number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond a double's range
+        return None
     return result if math.isfinite(result) else None
 
 

@@ -115,6 +115,8 @@ def _report(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
 
 
 def _zone(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    if item.get("deleted"):  # kept as a tombstone so the stream and `since` syncs can announce the deletion
+        return None
     if viewer is None and item.get("visibility") != "public":
         return None
     return _clean(item)
@@ -179,7 +181,33 @@ def stream_view(coll: str, item: Item, viewer: Viewer | None, lookup: Lookup = N
     min_role = STREAM_MIN_ROLE.get(coll)
     if min_role is not None and (viewer is None or not viewer.at_least(min_role)):
         return None
-    return view(coll, item, viewer, lookup)
+    seen = view(coll, item, viewer, lookup)
+    return seen if seen is not None else _removal(coll, item, viewer, lookup)
+
+
+def _removal(coll: str, item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    """A retraction or deletion is news to everyone who could see the item before it: they get a tombstone
+    (its id, never its content), so that a page showing it can take it down (`update-retracted`,
+    `zone-deleted`). Whoever could not see the item learns nothing."""
+    if coll == "updates" and item.get("status") == "retracted":
+        if view(coll, {**item, "status": "active"}, viewer, lookup) is not None:
+            return {"id": item["id"], "event": item.get("event"), "seq": item.get("seq"), "status": "retracted"}
+    elif coll == "zones" and item.get("deleted"):
+        if view(coll, {**item, "deleted": False}, viewer, lookup) is not None:
+            return {"id": item["id"], "event": item.get("event"), "seq": item.get("seq"), "deleted": True}
+    return None
+
+
+def public_map_location(coll: str, item: Item, lookup: Lookup = NO_RESOLVER) -> Item | None:
+    """Where the public may see this item on a map, or None: the location in its public view.
+
+    The map keeps an index of what the public may see; this is the rule it asks. Updates take a cheap path
+    (their public view keeps the stored location as it is) because the index is built over every update.
+    """
+    if coll == "updates":
+        return item.get("location") if update_publicly_visible(item) else None
+    seen = view(coll, item, None, lookup)
+    return None if seen is None else seen.get("location")
 
 
 def audience_key(coll: str, item: Item, viewer: Viewer | None) -> Hashable:

@@ -48,6 +48,14 @@ SCHEMAS: dict[str, Any] = {
     "PhotoRef": {"type": "object", "required": ["id", "url", "thumb_url", "width", "height"], "properties": {
         "id": {"type": "string"}, "url": {"type": "string"}, "thumb_url": {"type": "string"},
         "width": {"type": "integer"}, "height": {"type": "integer"}}},
+    "Photo": {"type": "object", "required": ["id", "url", "thumb_url", "width", "height", "content_type",
+                                             "taken_at", "location"], "properties": {
+        "id": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "SHA-256 of the uploaded bytes"},
+        "url": {"type": "string"}, "thumb_url": {"type": "string"},
+        "width": {"type": "integer"}, "height": {"type": "integer"},
+        "content_type": {"enum": ["image/jpeg", "image/png"]},
+        "taken_at": {**NTIME, "description": "EXIF DateTimeOriginal, in UTC"},
+        "location": {**NLOCATION_OUT, "description": "EXIF GPS position (source: exif), or null"}}},
     "UpdateCreate": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
         "text": {"type": "string", "minLength": 1, "maxLength": 2000},
         "location": {"$ref": "#/components/schemas/LocationIn"},
@@ -66,4 +74,60 @@ SCHEMAS: dict[str, Any] = {
         "zones": {"type": "array", "items": {"type": "object", "required": ["id", "name", "kind"]}},
         "reply_to": {"type": ["string", "null"]}, "amplified_by": {"type": "array", "items": WHO},
         "captured_at": TIME, "received_at": TIME}},
+    "RumourCreate": {"type": "object", "required": ["claim"], "additionalProperties": False, "properties": {
+        "claim": {"type": "string", "minLength": 1, "maxLength": 500},
+        "location": {"$ref": "#/components/schemas/LocationIn"},
+        "source": {"type": "object", "additionalProperties": False, "properties": {
+            "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "url": {"type": "string", "format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+            "seen_at": TIME, "location": {"$ref": "#/components/schemas/LocationIn"}}}}},
+    "Sighting": {"oneOf": [
+        {"type": "object", "required": ["report_id"], "additionalProperties": False,
+         "properties": {"report_id": {"type": "string", "minLength": 1, "maxLength": 128}}},
+        {"type": "object", "additionalProperties": False, "properties": {
+            "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "url": {"type": "string", "format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+            "location": {"$ref": "#/components/schemas/LocationIn"}, "seen_at": TIME}}]},
+    "Rebuttal": {"oneOf": [
+        {"type": "object", "required": ["verdict", "update_id"], "additionalProperties": False, "properties": {
+            "verdict": {"enum": ["false", "misleading", "true", "unproven"]},
+            "update_id": {"type": "string", "minLength": 1, "maxLength": 128}}},
+        {"type": "object", "required": ["verdict", "text"], "additionalProperties": False, "properties": {
+            "verdict": {"enum": ["false", "misleading", "true", "unproven"]},
+            "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "location": {"$ref": "#/components/schemas/LocationIn"},
+            "photos": {"type": "array", "maxItems": 4, "items": {"type": "string"}}}}]},
+    "Rumour": {"type": "object", "required": [
+        "id", "seq", "event", "claim", "status", "first_seen_at", "last_seen_at", "sightings",
+        "sightings_last_hour", "urgency", "rebuttals", "history"],
+        "description": "The public's copy has no `sources` and no `location`, and no `by` in `history` and "
+                       "`rebuttals`.", "properties": {
+        "id": {"type": "string"}, "seq": {"type": "integer"}, "event": {"type": "string"},
+        "claim": {"type": "string"},
+        "status": {"enum": ["unverified", "investigating", "false", "misleading", "true", "unproven"]},
+        "location": NLOCATION_OUT, "first_seen_at": TIME, "last_seen_at": TIME,
+        "sightings": {"type": "integer", "minimum": 1}, "sightings_last_hour": {"type": "integer", "minimum": 0},
+        "urgency": {"type": "number", "minimum": 0},
+        "sources": {"type": "array", "items": {"type": "object", "required": ["text", "url", "seen_at", "location"],
+                                               "properties": {
+            "text": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]}, "seen_at": TIME,
+            "location": NLOCATION_OUT, "report_id": {"type": "string"}}}},
+        "rebuttals": {"type": "array", "items": {"type": "object", "required": ["update_id", "verdict", "url", "at"],
+                                                 "properties": {
+            "update_id": {"type": "string"}, "verdict": {"enum": ["false", "misleading", "true", "unproven"]},
+            "url": {"type": ["string", "null"]}, "at": TIME, "by": WHO}}},
+        "history": {"type": "array", "items": {"type": "object", "required": ["at", "status"], "properties": {
+            "at": TIME, "status": {"type": "string"}, "by": WHO}}}}},
+    "ReportCreate": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "location": {"$ref": "#/components/schemas/LocationIn"},
+        "contact": {"type": "string", "maxLength": 200}}},
+    "Report": {"type": "object", "required": ["id", "seq", "event", "text", "location", "received_at",
+                                              "counted_for", "matches"],
+               "description": "`contact` is present for control only.", "properties": {
+        "id": {"type": "string"}, "seq": {"type": "integer"}, "event": {"type": "string"},
+        "text": {"type": "string"}, "location": NLOCATION_OUT, "contact": {"type": ["string", "null"]},
+        "received_at": TIME, "counted_for": {"type": "array", "items": {"type": "string"}},
+        "matches": {"type": "array", "items": {"type": "object", "required": ["rumour_id", "score"], "properties": {
+            "rumour_id": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}}}}}},
 }

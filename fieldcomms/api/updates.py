@@ -27,7 +27,8 @@ def bbox_filter(request: web.Request):  # type: ignore[no-untyped-def]
 async def create(request: web.Request) -> web.Response:
     viewer = require(request, "officer")
     ctx = ctx_of(request)
-    event = open_event(ctx, request.match_info["tag"])
+    # Closed is checked inside create_it: a retry of a post stored before the event closed gets its answer.
+    event = get_event(ctx, request.match_info["tag"])
     settings = ctx.settings
     ctype = request.content_type
     if ctype.startswith("multipart/"):
@@ -41,6 +42,7 @@ async def create(request: web.Request) -> web.Response:
     fp = fingerprint(event["tag"], body, [u.id for u in uploads])
 
     async def create_it(slot):  # type: ignore[no-untyped-def]
+        open_event(ctx, event["tag"])
         if uploads:
             from .photos import store_uploads
 

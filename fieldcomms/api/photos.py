@@ -1,0 +1,399 @@
+"""Photos: intake (POST /photos and the multipart form of POST /updates) and serving (/media/{id}).
+
+Uploads are streamed part by part, each read to at most its limit + 1 bytes, so "too large" is known
+without reading the rest. Media ids are content hashes checked by `is_photo_id` before they go near the file
+system, and who may fetch a photo is decided by the visibility rule alone (`ctx.visible("photos", ...)`).
+
+Image work runs in worker processes, not threads: Pillow keeps the GIL while it encodes into memory (only
+encoding to a file descriptor releases it), and with `optimize=True` a JPEG is one such call. Measured: a
+12-megapixel encode stalled every other thread for 300-440 ms, `Image.paste` for ~90 ms, and /healthz p99 under
+two uploads was 240-330 ms with threads, 10-16 ms with processes (bench/bench_photos.py). Hashing and file I/O
+release the GIL and stay in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import multiprocessing
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+
+from ..auth import require
+from ..context import Context
+from ..errors import (
+    ApiError,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    StorageError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from ..idempotency import Slot, fingerprint, key_from
+from ..keys import CONTEXT
+from ..media import MediaStore, ProcessedPhoto, is_photo_id, process_photo
+from ..model import now_str
+from ..visibility import Viewer
+from .common import ctx_of, json_response, parse_json, viewer_of
+from .spec import op, path, ref
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+Doc = dict[str, Any]
+
+MEDIA = "media"  # ctx.extensions key of the MediaStore
+WORKERS = "photo_workers"  # and of the PhotoWorkers
+PHOTO_FIELDS = ("id", "url", "thumb_url", "width", "height", "content_type", "taken_at", "location")
+IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE = "private"
+PART_OVERHEAD = 64 * 1024  # a part's headers and boundary, on top of its bytes, for the Content-Length check
+CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded photo. `photo` is None when the same bytes are already stored (nothing to redo)."""
+
+    id: str
+    photo: ProcessedPhoto | None
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A refusal raised in a worker, carried back as data: our exceptions do not survive pickling."""
+
+    kind: type[ApiError]
+    detail: str
+    errors: list[dict[str, str]]
+
+    def error(self) -> ApiError:
+        if issubclass(self.kind, ValidationFailed):
+            return self.kind(self.errors, self.detail)
+        return self.kind(self.detail, self.errors)
+
+
+def _worker_init() -> None:
+    # Below the event loop's priority, so where they share a core a request does not queue behind a photo
+    # for the CPU (measured: /healthz p50 under uploads 1.6 ms niced, 4.7 ms not).
+    os.nice(10)
+
+
+def _process_in_worker(data: bytes, max_pixels: int, max_bytes: int) -> ProcessedPhoto | _Refused:
+    try:
+        return process_photo(data, max_pixels=max_pixels, max_bytes=max_bytes)
+    except ApiError as exc:
+        return _Refused(type(exc), exc.detail, exc.errors)
+
+
+class PhotoWorkers:
+    """A process pool for `process_photo` that survives a worker dying (a codec crash, the OOM killer)."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers or max(2, min(8, len(os.sched_getaffinity(0))))
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # forkserver: forking the server itself would copy its threads' locks mid-use; spawn is slow to start.
+        mp = multiprocessing.get_context("forkserver")
+        mp.set_forkserver_preload(["fieldcomms.api.photos"])
+        return ProcessPoolExecutor(self.max_workers, mp_context=mp, initializer=_worker_init)
+
+    async def process(self, data: bytes, *, max_pixels: int, max_bytes: int) -> ProcessedPhoto:
+        loop = asyncio.get_running_loop()
+        # A broken pool fails every job in it; retry once on a fresh one so that only the photo that
+        # breaks workers twice is refused.
+        for _ in range(2):
+            pool = self._pool
+            try:
+                outcome = await loop.run_in_executor(pool, _process_in_worker, data, max_pixels, max_bytes)
+            except BrokenProcessPool:
+                log.error("a photo worker died; starting a new pool")
+                if self._pool is pool:
+                    self._pool = self._new_pool()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                continue
+            if isinstance(outcome, _Refused):
+                raise outcome.error()
+            return outcome
+        raise ValidationFailed.one("file", "The image could not be processed.")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def media_of(ctx: Context) -> MediaStore:
+    store: MediaStore = ctx.extensions[MEDIA]
+    return store
+
+
+def setup(app: web.Application) -> None:
+    ctx = app[CONTEXT]
+    ctx.extensions[MEDIA] = MediaStore(ctx.settings.data_path / "media")
+
+    async def photo_workers(app: web.Application) -> AsyncIterator[None]:
+        workers = ctx.extensions[WORKERS] = PhotoWorkers()
+        yield
+        await asyncio.to_thread(workers.close)
+
+    app.cleanup_ctx.append(photo_workers)
+
+
+# --- reading uploads --------------------------------------------------------------------------------------
+
+
+async def _open_multipart(request: web.Request, limit: int) -> MultipartReader:
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType(f"Send multipart/form-data, not {request.content_type}.")
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
+    try:
+        return await request.multipart()
+    except (ValueError, AssertionError, KeyError) as exc:
+        raise BadRequest(f"The multipart body cannot be read: {exc}") from None
+
+
+async def _parts(reader: MultipartReader) -> AsyncIterator[tuple[str, BodyPartReader]]:
+    """Yields (name, part) for each part; malformed framing is a 400, a nested multipart a 422."""
+    while True:
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError, RuntimeError) as exc:
+            raise BadRequest(f"The multipart body is malformed: {exc}") from None
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader):
+            raise ValidationFailed.one("body", "nested multipart parts are not accepted")
+        name = part.name
+        if not name:
+            raise ValidationFailed.one("body", "every part needs a name in its Content-Disposition")
+        yield name, part
+
+
+async def _read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
+    """At most limit + 1 bytes of the part, so a part over the limit is refused without reading the rest."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= limit:
+            chunk = await part.read_chunk(min(CHUNK, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except ValueError as exc:
+        raise BadRequest(f"The multipart body is malformed: {exc}") from None
+    if size > limit:
+        raise PayloadTooLarge(f"The {what} is larger than {limit} bytes.")
+    return b"".join(chunks)
+
+
+def _hash_and_check(media: MediaStore, data: bytes) -> tuple[str, bool]:
+    photo_id = hashlib.sha256(data).hexdigest()
+    return photo_id, media.verify(photo_id)
+
+
+async def intake(ctx: Context, data: bytes) -> Upload:
+    """Process one photo in a worker; bytes already stored (same hash, record and files) are not redone."""
+    photo_id, on_disk = await asyncio.to_thread(_hash_and_check, media_of(ctx), data)
+    if on_disk and ctx.store.get("photos", photo_id) is not None:
+        return Upload(photo_id, None)
+    settings = ctx.settings
+    workers: PhotoWorkers = ctx.extensions[WORKERS]
+    photo = await workers.process(data, max_pixels=settings.max_photo_pixels, max_bytes=settings.max_photo_bytes)
+    return Upload(photo.id, photo)
+
+
+async def read_update_multipart(request: web.Request) -> tuple[Any, list[Upload]]:
+    """The multipart form of POST /updates: one part `update` (the JSON) and up to N parts `photo`."""
+    ctx = ctx_of(request)
+    settings = ctx.settings
+    max_photos = settings.max_photos_per_update
+    reader = await _open_multipart(
+        request, max_photos * (settings.max_photo_bytes + PART_OVERHEAD) + settings.max_body_bytes
+    )
+    body: Any = None
+    seen_update = False
+    uploads: list[Upload] = []
+    photo_parts = 0
+    async for name, part in _parts(reader):
+        if name == "update":
+            if seen_update:
+                raise ValidationFailed.one("update", "send one part named update")
+            seen_update = True
+            body = parse_json(await _read_part(part, settings.max_body_bytes, "update part"), field="update")
+            if not isinstance(body, dict):
+                raise ValidationFailed.one("update", "must be a JSON object")
+        elif name == "photo":
+            photo_parts += 1
+            if photo_parts > max_photos:
+                raise ValidationFailed.one("photo", f"at most {max_photos} photos an update")
+            data = await _read_part(part, settings.max_photo_bytes, "photo")
+            uploads.append(await intake(ctx, data))
+        else:
+            raise ValidationFailed.one(name, "unknown part; send update and photo parts only")
+    if not seen_update:
+        raise ValidationFailed.one("update", "a part named update with the update's JSON is required")
+    listed = body.get("photos")
+    if isinstance(listed, list) and len(listed) + len(uploads) > max_photos:
+        raise ValidationFailed.one("photos", f"at most {max_photos} photos an update, listed and attached")
+    return body, uploads
+
+
+async def read_photo_multipart(request: web.Request) -> Upload:
+    """The body of POST /photos: exactly one part `file`."""
+    ctx = ctx_of(request)
+    limit = ctx.settings.max_photo_bytes
+    reader = await _open_multipart(request, limit + PART_OVERHEAD)
+    upload: Upload | None = None
+    async for name, part in _parts(reader):
+        if name != "file":
+            raise ValidationFailed.one(name, "unknown part; send one part named file")
+        if upload is not None:
+            raise ValidationFailed.one("file", "send one photo per request")
+        upload = await intake(ctx, await _read_part(part, limit, "photo"))
+    if upload is None:
+        raise ValidationFailed.one("file", "a part named file holding the photo is required")
+    return upload
+
+
+# --- storing ----------------------------------------------------------------------------------------------
+
+
+def photo_record(photo: ProcessedPhoto, uploader: Viewer) -> Doc:
+    location = None
+    if photo.location is not None:
+        location = {"lat": photo.location["lat"], "lon": photo.location["lon"], "source": "exif"}
+    return {
+        "id": photo.id,
+        "url": f"/media/{photo.id}",
+        "thumb_url": f"/media/{photo.id}/thumb",
+        "width": photo.width,
+        "height": photo.height,
+        "content_type": photo.content_type,
+        "taken_at": photo.taken_at,
+        "location": location,
+        "uploaded_by": {"id": uploader.id, "callsign": uploader.callsign},
+        "uploaded_at": now_str(),
+    }
+
+
+def render_photo(doc: Doc) -> Doc:
+    return {k: doc.get(k) for k in PHOTO_FIELDS}
+
+
+async def store_photo(ctx: Context, uploader: Viewer, upload: Upload, slot: Slot | None = None) -> Doc:
+    """Files first, then the record: a stored record always has its files. The same bytes give one record."""
+    if upload.photo is not None:
+        await asyncio.to_thread(media_of(ctx).save, upload.photo)
+    # No await between this check and the append, which applies to the view at once: two concurrent
+    # uploads of the same bytes cannot both create the record.
+    existing = ctx.store.get("photos", upload.id)
+    aux = slot.aux(render_photo) if slot is not None else None
+    if existing is None:
+        if upload.photo is None:
+            raise StorageError(f"photo {upload.id} has neither a record nor new pixels")
+        return await ctx.store.append("photo", "photos", photo_record(upload.photo, uploader), aux=aux)
+    if aux is not None:
+        # The idempotency answer must be written with a change; an unchanged copy of the record serves.
+        return await ctx.store.append("photo", "photos", existing, aux=aux)
+    return existing
+
+
+async def store_uploads(ctx: Context, uploader: Viewer, uploads: list[Upload]) -> list[str]:
+    return [(await store_photo(ctx, uploader, upload))["id"] for upload in uploads]
+
+
+# --- routes -----------------------------------------------------------------------------------------------
+
+
+@routes.post("/api/v1/photos")
+async def upload_photo(request: web.Request) -> web.Response:
+    viewer = require(request, "officer")
+    ctx = ctx_of(request)
+    key = key_from(request)
+    upload = await read_photo_multipart(request)
+
+    async def create_it(slot: Slot | None) -> tuple[int, Doc]:
+        return 201, render_photo(await store_photo(ctx, viewer, upload, slot))
+
+    status, out = await ctx.extensions["idempotency"].run(viewer.id, key, fingerprint("photo", upload.id), create_it)
+    return json_response(out, status=status)
+
+
+def _read_file(media: MediaStore, photo_id: str, thumb: bool) -> bytes | None:
+    found = media.open_path(photo_id, thumb=thumb)
+    return found.read_bytes() if found is not None else None
+
+
+@routes.get("/media/{id}")
+@routes.get("/media/{id}/thumb")
+async def get_media(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    thumb = request.match_info.route.resource is not None and request.match_info.route.resource.canonical.endswith(
+        "/thumb")
+    photo_id = request.match_info["id"]
+    # The id is checked before anything else: only 64 hex digits can ever become part of a path.
+    seen = ctx.visible("photos", photo_id, viewer_of(request)) if is_photo_id(photo_id) else None
+    if seen is None:
+        raise NotFound("No such photo.")
+    etag = f'"{photo_id}.thumb"' if thumb else f'"{photo_id}"'
+    headers = {
+        hdrs.ETAG: etag,
+        hdrs.CACHE_CONTROL: IMMUTABLE if ctx.visible("photos", photo_id, None) is not None else PRIVATE,
+        "X-Content-Type-Options": "nosniff",
+    }
+    inm = request.headers.get(hdrs.IF_NONE_MATCH)
+    if inm is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+        return web.Response(status=304, headers={**headers, hdrs.VARY: "Authorization"})
+    data = await asyncio.to_thread(_read_file, media_of(ctx), photo_id, thumb)
+    if data is None:
+        log.error("photo %s has a record but no %s file", photo_id, "thumb" if thumb else "image")
+        raise NotFound("No such photo.")
+    return web.Response(body=data, content_type=seen["content_type"], headers=headers)
+
+
+IMAGE = {"type": "string", "format": "binary"}
+IMAGE_CONTENT = {"image/jpeg": {"schema": IMAGE}, "image/png": {"schema": IMAGE}}
+MEDIA_DESCRIPTION = (
+    "Anyone who may see an update that carries the photo (officers: any photo); 404 otherwise, and for any id "
+    "that is not a photo id. Every metadata block (EXIF, GPS, XMP, ICC, comments, PNG text) is removed and EXIF "
+    "orientation applied. `ETag` is the photo id (`<id>.thumb` for the thumbnail); `Cache-Control: " + IMMUTABLE + "` when the public may see "
+    "it, `private` otherwise; `If-None-Match` gives 304."
+)
+
+
+def _media_op(summary: str) -> dict[str, Any]:
+    operation = op(summary, params=[path("id", "The photo id (64 hex digits).")], description=MEDIA_DESCRIPTION)
+    operation["responses"]["200"] = {"description": "The image, re-encoded.", "content": IMAGE_CONTENT}
+    operation["responses"]["304"] = {"description": "Not modified (If-None-Match)."}
+    return operation
+
+
+OPENAPI = {
+    "/api/v1/photos": {
+        "post": op(
+            "Upload a photo from a handset.", role="officer", ok="201", schema=ref("Photo"), idempotent=True,
+            request_content={"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "additionalProperties": False,
+                "properties": {"file": {**IMAGE, "description": "JPEG, PNG or WebP (HEIC where supported)."}}},
+                "encoding": {"file": {"contentType": "image/jpeg, image/png, image/webp, image/heic"}}}},
+            description="The id is the SHA-256 of the uploaded bytes: the same file uploaded twice gives the same "
+                        "id, is stored once, and answers 201 with the same record both times. `location` comes "
+                        "from EXIF GPS (`source: exif`), `taken_at` from EXIF DateTimeOriginal. 413 over the byte "
+                        "limit; 415 for anything but an accepted image type, judged by content; 422 for a damaged "
+                        "file or one over the pixel limit.",
+        ),
+    },
+    "/media/{id}": {"get": _media_op("A photo.")},
+    "/media/{id}/thumb": {"get": _media_op("A photo's thumbnail, at most 320 px on the long side.")},
+}

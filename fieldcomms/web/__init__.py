@@ -1,0 +1,66 @@
+"""Pages: the public event feed, the rumour board and the control room, with their static files.
+
+Registered in app.API_MODULES like an api module: `routes`, `OPENAPI` and `setup(app)`. Static files
+(our scripts and styles, and Leaflet from the `xstatic-leaflet` package, never a CDN) are served under
+/static/ and are not in the OpenAPI document, like every static route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import xstatic.pkg.leaflet
+from aiohttp import web
+
+from ..api.spec import op, path
+from ..keys import SETTINGS
+from . import security
+from .pages import control_page, event_page, rumours_page
+from .render import STATIC_DIR, setup_templates
+
+__all__ = ["OPENAPI", "routes", "setup"]
+
+LEAFLET_DIR = xstatic.pkg.leaflet.BASE_DIR
+
+routes = web.RouteTableDef()
+routes.get("/events/{tag}")(event_page)
+routes.get("/events/{tag}/rumours")(rumours_page)
+routes.get("/control/{tag}")(control_page)
+# The more specific prefix first; neither follows symlinks out of its directory.
+routes.static("/static/leaflet", LEAFLET_DIR)
+routes.static("/static", STATIC_DIR)
+
+
+def setup(app: web.Application) -> None:
+    setup_templates(app)
+    security.install(app, app[SETTINGS].tile_url)
+
+
+def _page(summary: str, description: str, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    operation = op(summary, description=description, content_type="text/html",
+                   schema={"type": "string"}, params=[path("tag", "The event's hashtag."), *(params or [])])
+    operation["responses"]["404"] = {"description": "No such event: a short HTML page.",
+                                     "content": {"text/html": {"schema": {"type": "string"}}}}
+    return operation
+
+
+OPENAPI = {
+    "/events/{tag}": {"get": _page(
+        "The public event feed (HTML).",
+        "Public updates newest first with their photos, the public zones and updates on a map, and the rumour "
+        "verdicts. Readable without JavaScript; with it, the page follows the live stream. Always the public view: "
+        "a token changes nothing here.",
+        [{"name": "before", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+          "description": "Older updates: those with seq below this."}],
+    )},
+    "/events/{tag}/rumours": {"get": _page(
+        "The public rumour board (HTML).",
+        "Each rumour with a published verdict: the claim, the verdict and the rebuttal with its photo, each "
+        "carrying a schema.org ClaimReview as JSON-LD.",
+    )},
+    "/control/{tag}": {"get": _page(
+        "The control-room page (HTML).",
+        "The page itself holds no data: its script asks for a `control` token, keeps it only in the tab's "
+        "sessionStorage, and reads the map, the stream, the rumour queue and the reports through the API with it.",
+    )},
+}
