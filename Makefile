@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./data
 
-.PHONY: run install dev lint test bench clean
+.PHONY: run demo install dev lint test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ dev: $(VENV)/.installed-dev
 
 run: install
 	$(PY) -m fieldcomms serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
+
+# The Sheffield 2011 demonstration event, once (a second run changes nothing); then `make run`.
+demo: install
+	$(PY) -m fieldcomms demo --data-dir $(DATA)
 
 lint: dev
 	$(VENV)/bin/ruff check fieldcomms tests bench

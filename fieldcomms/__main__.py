@@ -1,4 +1,4 @@
-"""Command line: fieldcomms serve | user add | user revoke (| demo | check, as their issues land)."""
+"""Command line: fieldcomms serve | user add | user revoke | demo (| check, as its issue lands)."""
 
 from __future__ import annotations
 
@@ -153,6 +153,9 @@ def parser() -> argparse.ArgumentParser:
     r = usub.add_parser("revoke", help="end a user's token")
     common(r)
     r.add_argument("callsign")
+
+    d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens")
+    common(d)
     return p
 
 
@@ -164,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(user_add(_settings(args), args.name, args.callsign, args.role))
     if args.command == "user" and args.user_command == "revoke":
         return asyncio.run(user_revoke(_settings(args), args.callsign))
+    if args.command == "demo":
+        from .demo import run as run_demo
+
+        return asyncio.run(run_demo(_settings(args)))
     return 2
 
 

@@ -44,6 +44,11 @@ API_MODULES = [
     "fieldcomms.api.reports",
     "fieldcomms.api.feeds",
     "fieldcomms.web",
+    "fieldcomms.api.zones",
+    "fieldcomms.api.positions",
+    "fieldcomms.api.alerts",
+    "fieldcomms.api.map",
+    "fieldcomms.api.stream",
     "fieldcomms.api.openapi",
 ]
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ..auth import require
 from ..domain.events import create_event, get_event, patch_event
+from ..idempotency import Slot, fingerprint, key_from
 from .common import ctx_of, json_response, read_json, viewer_of
 from .spec import list_of, op, path, ref
 
@@ -12,10 +15,17 @@ routes = web.RouteTableDef()
 
 @routes.post("/api/v1/events")
 async def create(request: web.Request) -> web.Response:
-    require(request, "control")
+    viewer = require(request, "control")
     ctx = ctx_of(request)
-    event = await create_event(ctx, await read_json(request))
-    return json_response(ctx.view("events", event, viewer_of(request)), status=201)
+    body = await read_json(request)
+    key = key_from(request)
+
+    async def create_it(slot: Slot | None) -> tuple[int, dict[str, Any]]:
+        event = await create_event(ctx, body, slot)
+        return 201, ctx.view("events", event, viewer) or {}
+
+    status, out = await ctx.extensions["idempotency"].run(viewer.id, key, fingerprint("events", body), create_it)
+    return json_response(out, status=status)
 
 
 @routes.get("/api/v1/events")
@@ -44,7 +54,8 @@ async def patch(request: web.Request) -> web.Response:
 OPENAPI = {
     "/api/v1/events": {
         "post": op("Create an event (one operation, named by its hashtag).", role="control", ok="201",
-                   schema=ref("Event"), body=ref("EventCreate"), description="409 if the tag exists."),
+                   schema=ref("Event"), body=ref("EventCreate"), description="409 if the tag exists.",
+                   idempotent=True),
         "get": op("List events, newest first.", schema=list_of(ref("Event"))),
     },
     "/api/v1/events/{tag}": {

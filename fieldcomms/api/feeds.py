@@ -40,6 +40,9 @@ Doc = dict[str, Any]
 
 ATOM_CONTENT_TYPE = "application/atom+xml"
 FEED_LIMIT = 100  # entries in a feed; a reader polls, it does not page back
+# CAP polygons are simplified to about a metre: a buffered line's round ends alone are ~70 vertices, and
+# alerting systems downstream limit polygon size (the US IPAWS gateway takes at most 100 points).
+CAP_SIMPLIFY_DEG = 1e-5
 CACHE = "feeds_cache"  # ctx.extensions key
 
 
@@ -126,8 +129,8 @@ def public_zone_areas(ctx: Context, update: Doc) -> dict[str, Doc]:
     """GeoJSON areas of the update's zones that the public may see, by zone id, for CAP's <polygon>.
 
     A zone's area is its geometry widened by its `buffer_m`, so a march route (a line) becomes the corridor
-    it stands for. Zones since deleted, or no longer public, give no polygon; their names stay in the
-    update's own (public) zone list, which is what it said when it was posted.
+    it stands for, simplified to about a metre. Zones since deleted, or no longer public, give no polygon;
+    their names stay in the update's own (public) zone list, which is what it said when it was posted.
     """
     areas: dict[str, Doc] = {}
     for summary in update.get("zones") or ():
@@ -135,7 +138,8 @@ def public_zone_areas(ctx: Context, update: Doc) -> dict[str, Doc]:
         if zone is None or zone.get("deleted") or not zone.get("geometry"):
             continue
         try:
-            areas[zone["id"]] = dict(mapping(zone_area(zone)))
+            area = zone_area(zone).simplify(CAP_SIMPLIFY_DEG, preserve_topology=True)
+            areas[zone["id"]] = dict(mapping(area))
         except Exception:  # a damaged stored zone must not take the alert down with it
             log.exception("zone %s has an unusable geometry; CAP alert without its polygon", zone["id"])
     return areas
@@ -199,8 +203,9 @@ OPENAPI = {
             "`warning`, for every caller: CAP is a publication format, so an officer asking for an internal "
             "or retracted warning gets 404 too (the JSON update is where officers read those). Times are "
             "CAP's (`2011-03-12T11:42:00-00:00`). The `<area>` names the update's public zones, draws each "
-            "as a `<polygon>` (lines and points widened by their `buffer_m`), and adds a `<circle>` "
-            "`lat,lon radius_km` round the update's location (at least 0.2 km, or its accuracy).",
+            "as a `<polygon>` (lines and points widened by their `buffer_m`, simplified to about a metre), "
+            "and adds a `<circle>` `lat,lon radius_km` round the update's location (at least 0.2 km, or its "
+            "accuracy).",
             [path("id", "The update's id.")],
         ),
     },

@@ -335,12 +335,11 @@ def _read_file(media: MediaStore, photo_id: str, thumb: bool) -> bytes | None:
     return found.read_bytes() if found is not None else None
 
 
-@routes.get("/media/{id}")
-@routes.get("/media/{id}/thumb")
+@routes.get("/media/{id}", name="media")
+@routes.get("/media/{id}/thumb", name="media-thumb")
 async def get_media(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    thumb = request.match_info.route.resource is not None and request.match_info.route.resource.canonical.endswith(
-        "/thumb")
+    thumb = request.match_info.route.name == "media-thumb"
     photo_id = request.match_info["id"]
     # The id is checked before anything else: only 64 hex digits can ever become part of a path.
     seen = ctx.visible("photos", photo_id, viewer_of(request)) if is_photo_id(photo_id) else None

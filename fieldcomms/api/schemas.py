@@ -131,3 +131,67 @@ SCHEMAS: dict[str, Any] = {
         "matches": {"type": "array", "items": {"type": "object", "required": ["rumour_id", "score"], "properties": {
             "rumour_id": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}}}}}},
 }
+
+# ---- zones, positions, alerts, the map (issue 5) ----------------------------------------------------------
+
+_POSITION = {"type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "number"},
+             "description": "[lon, lat] (WGS 84); an altitude is accepted and dropped"}
+_GEOMETRY = {"oneOf": [
+    {"type": "object", "required": ["type", "coordinates"], "properties": {
+        "type": {"const": "Point"}, "coordinates": _POSITION}},
+    {"type": "object", "required": ["type", "coordinates"], "properties": {
+        "type": {"const": "LineString"}, "coordinates": {"type": "array", "minItems": 2, "items": _POSITION}}},
+    {"type": "object", "required": ["type", "coordinates"], "properties": {
+        "type": {"const": "Polygon"}, "coordinates": {"type": "array", "minItems": 1, "items": {
+            "type": "array", "minItems": 4, "items": _POSITION}}}},
+]}
+_ZONE_KIND = {"enum": ["demonstration-area", "march-route", "cordon", "rendezvous", "hazard", "other"]}
+_ZONE_PROPS = {"name": {"type": "string", "minLength": 1, "maxLength": 200}, "kind": _ZONE_KIND,
+               "visibility": {"enum": ["public", "internal"]},
+               "buffer_m": {"type": "number", "minimum": 0, "maximum": 50000}}
+_POINT_GEOMETRY = {"type": "object", "required": ["type", "coordinates"], "properties": {
+    "type": {"const": "Point"}, "coordinates": _POSITION}}
+_TRACK_POINT = {"type": "object", "required": ["lat", "lon", "at"], "properties": {
+    "lat": {"type": "number"}, "lon": {"type": "number"}, "accuracy_m": {"type": "number"}, "at": TIME}}
+
+SCHEMAS.update({
+    "ZoneCreate": {"type": "object", "required": ["type", "geometry", "properties"], "properties": {
+        "type": {"const": "Feature"}, "geometry": _GEOMETRY,
+        "properties": {"type": "object", "required": ["name", "kind"], "properties": _ZONE_PROPS}}},
+    "ZoneFeature": {"type": "object", "required": ["type", "id", "geometry", "properties"], "properties": {
+        "type": {"const": "Feature"}, "id": {"type": "string"}, "geometry": _GEOMETRY,
+        "properties": {"type": "object", "required": ["name", "kind", "visibility", "buffer_m", "event", "seq"],
+                       "properties": {**_ZONE_PROPS, "event": {"type": "string"}, "seq": {"type": "integer"},
+                                      "created_at": TIME, "deleted": {"type": "boolean"}}}}},
+    "ZoneCollection": {"type": "object", "required": ["type", "features"], "properties": {
+        "type": {"const": "FeatureCollection"},
+        "features": {"type": "array", "items": {"$ref": "#/components/schemas/ZoneFeature"}}}},
+    "PositionReport": {"type": "object", "required": ["lat", "lon"], "additionalProperties": False, "properties": {
+        **LOCATION_IN["properties"], "at": TIME}},  # type: ignore[dict-item]
+    "OfficerPosition": {"type": "object", "required": ["officer", "location", "at", "stale"], "properties": {
+        "id": {"type": "string"}, "seq": {"type": "integer"}, "event": {"type": "string"}, "officer": WHO,
+        "location": LOCATION_OUT, "at": TIME, "stale": {"type": "boolean"},
+        "track": {"type": "array", "maxItems": 20, "items": _TRACK_POINT}}},
+    "NearbyOfficer": {"type": "object", "required": ["officer", "location", "at", "distance_m"], "properties": {
+        "officer": WHO, "location": LOCATION_OUT, "at": TIME, "distance_m": {"type": "number", "minimum": 0}}},
+    "AlertCreate": {"type": "object", "required": ["text", "location", "radius_m"], "additionalProperties": False,
+                    "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 2000},
+                                   "location": {"$ref": "#/components/schemas/LocationIn"},
+                                   "radius_m": {"type": "number", "exclusiveMinimum": 0, "maximum": 50000}}},
+    "Alert": {"type": "object", "required": ["id", "recipients"],
+              "description": "Recipients see it without `acks`.", "properties": {
+        "id": {"type": "string"}, "seq": {"type": "integer"}, "event": {"type": "string"},
+        "text": {"type": "string"}, "location": LOCATION_IN, "radius_m": {"type": "number"}, "by": WHO,
+        "recipients": {"type": "array", "items": WHO}, "created_at": TIME,
+        "acks": {"type": "array", "items": {"type": "object", "required": ["id", "callsign", "at"], "properties": {
+            "id": {"type": "string"}, "callsign": {"type": "string"}, "at": TIME}}}}},
+    "MapCollection": {"type": "object", "required": ["type", "features"], "properties": {
+        "type": {"const": "FeatureCollection"}, "last_seq": {"type": "integer"},
+        "features": {"type": "array", "items": {"type": "object", "required": ["type", "geometry", "properties"],
+                                                "properties": {
+            "type": {"const": "Feature"}, "id": {"type": "string"}, "geometry": _GEOMETRY,
+            "properties": {"type": "object", "required": ["layer"], "properties": {
+                "layer": {"enum": ["updates", "rumours", "zones", "officers", "cluster"]},
+                "of": {"enum": ["updates", "rumours", "officers"]}, "count": {"type": "integer", "minimum": 2},
+                "bbox": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}}}}}}}}},
+})

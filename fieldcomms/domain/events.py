@@ -4,6 +4,7 @@ from typing import Any
 
 from ..context import Context
 from ..errors import Conflict, NotFound
+from ..idempotency import Slot
 from ..model import now_str, validate_event_create, validate_event_patch
 
 
@@ -22,12 +23,17 @@ def open_event(ctx: Context, tag: str) -> dict[str, Any]:
     return event
 
 
-async def create_event(ctx: Context, body: Any) -> dict[str, Any]:
+async def create_event(ctx: Context, body: Any, slot: Slot | None = None) -> dict[str, Any]:
+    """`slot` (from Idempotency.run) stores the 201 answer atomically with the event."""
     data = validate_event_create(body)
     if ctx.store.get("events", data["tag"]) is not None:
         raise Conflict(f"An event #{data['tag']} exists already.")
     doc = {"id": data["tag"], **data, "created_at": now_str()}
-    return await ctx.store.append("event", "events", doc)
+
+    def render(stored: dict[str, Any]) -> dict[str, Any]:
+        return ctx.view("events", stored, None) or {}
+
+    return await ctx.store.append("event", "events", doc, aux=slot.aux(render) if slot else None)
 
 
 async def patch_event(ctx: Context, tag: str, body: Any) -> dict[str, Any]:

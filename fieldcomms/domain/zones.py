@@ -84,7 +84,7 @@ def install(ctx: Context) -> Zones:
 
 def zone_feature(zone: Mapping[str, Any]) -> Doc:
     """A zone as viewed (the output of visibility) as a GeoJSON Feature with its id."""
-    return zone_to_feature(zone, {k: v for k, v in zone.items() if k not in ("id", "geometry")})
+    return zone_to_feature(zone, {k: v for k, v in zone.items() if k not in ("id", "geometry", "deleted")})
 
 
 def build_zone(event: Doc, body: Any) -> Doc:

@@ -108,6 +108,7 @@ class Store:
         self._listeners: list[Listener] = []
         self._since_snapshot = 0
         self._snapshotting = False
+        self._snapshot_task: asyncio.Task[None] | None = None
         self.recovery = RecoveryReport()
         self.fsync_seconds_total = 0.0
         self.fsync_count = 0
@@ -155,6 +156,10 @@ class Store:
             return
         self.opened = False
         assert self._writer is not None
+        if self._snapshot_task is not None:
+            # A snapshot in flight still needs the writer (its rotation), and must not touch the files
+            # once the lock is released.
+            await asyncio.gather(self._snapshot_task, return_exceptions=True)
         await asyncio.to_thread(self._writer.stop)
         await asyncio.sleep(0)  # let the last durability callbacks run
         if snapshot and self._failed is None and self._since_snapshot:
@@ -207,7 +212,7 @@ class Store:
         self._writer.submit(line, seq)
         self._since_snapshot += 1
         if self._since_snapshot >= self.snapshot_every and not self._snapshotting:
-            self._loop.create_task(self._snapshot_now())
+            self._snapshot_task = self._loop.create_task(self._snapshot_now())
         return fut
 
     def _on_durable_thread(self, seqs: list[int], seconds: float, error: BaseException | None) -> None:
@@ -389,7 +394,12 @@ class Store:
         if self._snapshotting:
             return
         self._snapshotting = True
+        # Decided now, not after the awaits below: a snapshot begun while open has appends after seq in the
+        # new segment even if the store closes meanwhile, so it must not delete every segment.
+        covers_all = not self.opened
         try:
+            if self._failed is not None or (self._writer is not None and self._writer.failure is not None):
+                raise StorageError("the journal failed; the view holds changes that never reached the disk")
             seq = self.last_seq
             now = time.time()
             tables: dict[str, list[Doc]] = {}
@@ -405,12 +415,15 @@ class Store:
             for name, ids in dropped.items():
                 self._table(name).drop_ids(ids)
             self._since_snapshot = 0
-            if self.opened and self._writer is not None:
+            if not covers_all and self._writer is not None:
                 rotated = threading.Event()
                 self._writer.rotate(seq + 1, rotated.set)
-                await asyncio.to_thread(rotated.wait)
+                # A writer that fails never rotates; the changes up to seq may then not be durable.
+                while not await asyncio.to_thread(rotated.wait, 0.5):
+                    if self._writer.failure is not None:
+                        raise StorageError(f"the journal failed before the snapshot: {self._writer.failure!r}")
             # Without a running writer (on close) nothing follows seq, so every segment is covered.
-            await asyncio.to_thread(self._write_snapshot, seq, tables, not self.opened)
+            await asyncio.to_thread(self._write_snapshot, seq, tables, covers_all)
             log.info("snapshot at seq %d written in %.2fs", seq, time.time() - now)
         finally:
             self._snapshotting = False

@@ -7,6 +7,7 @@ Registered in app.API_MODULES like an api module: `routes`, `OPENAPI` and `setup
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import xstatic.pkg.leaflet
@@ -31,9 +32,24 @@ routes.static("/static/leaflet", LEAFLET_DIR)
 routes.static("/static", STATIC_DIR)
 
 
+@web.middleware
+async def static_not_found(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A directory under /static/ is refused as not found, like anything else that is not a file we serve:
+    a 403 would tell a prober that the directory exists."""
+    try:
+        return await handler(request)
+    except web.HTTPForbidden:
+        if request.path.startswith("/static/"):
+            raise web.HTTPNotFound() from None
+        raise
+
+
 def setup(app: web.Application) -> None:
     setup_templates(app)
     security.install(app, app[SETTINGS].tile_url)
+    app.middlewares.append(static_not_found)
 
 
 def _page(summary: str, description: str, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -152,3 +152,17 @@ async def test_a_retry_after_the_event_closed_still_gets_its_answer(client: Test
     fresh = await client.post(URL, json=BODY, headers=keyed(officer_token, "k-new"))
     assert fresh.status == 409
     assert (await client.post(URL, json=BODY, headers=auth(officer_token))).status == 409
+
+
+async def test_creating_an_event_honours_the_key(client: TestClient, control_token: str) -> None:
+    body = {"tag": "#March", "title": "The march", "status": "live"}
+    first = await client.post("/api/v1/events", json=body, headers=keyed(control_token, "ev-1"))
+    assert first.status == 201
+    again = await client.post("/api/v1/events", json=body, headers=keyed(control_token, "ev-1"))
+    assert again.status == 201  # not 409: the retry learns that its event was made
+    assert await again.read() == await first.read()
+    clash = await client.post("/api/v1/events", json={**body, "title": "Other"}, headers=keyed(control_token, "ev-1"))
+    assert clash.status == 422
+    taken = await client.post("/api/v1/events", json=body, headers=keyed(control_token, "ev-2"))
+    assert taken.status == 409
+    assert [e["tag"] for e in client.app[CONTEXT].store.all("events")] == ["march"]

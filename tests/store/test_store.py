@@ -353,3 +353,43 @@ async def test_writes_on_a_closed_store_are_refused(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StorageError):
         await store.append("update", "updates", upd("late"))
+
+
+async def test_closing_during_a_snapshot_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """A periodic snapshot still rotating the journal when the store closes must neither delete the segment
+    holding later changes nor touch the files after the lock is released."""
+    for run in range(5):
+        data_dir = tmp_path / str(run)
+        store = await opened(data_dir, snapshot_every=5)
+        first = [store.append_nowait("update", "updates", upd(f"a{i}")) for i in range(5)]  # starts a snapshot
+        await asyncio.sleep(0)  # one loop turn: the snapshot task runs up to its rotation
+        later = [store.append_nowait("update", "updates", upd(f"b{i}")) for i in range(5)]
+        await store.close()
+        assert all(f.done() and f.exception() is None for f in first + later)
+        again = await opened(data_dir)
+        try:
+            assert again.last_seq == 10
+            assert sorted(d["id"] for d in again.all("updates")) == [f"a{i}" for i in range(5)] + [
+                f"b{i}" for i in range(5)]
+        finally:
+            await again.close()
+
+
+async def test_no_snapshot_after_the_journal_failed(tmp_path: Path) -> None:
+    """The view holds the change whose flush failed; a snapshot must not vouch for it (nor wait forever for a
+    rotation the dead writer will never do). Whether the line itself reached the disk is unknowable."""
+    store = await opened(tmp_path)
+    await store.append("update", "updates", upd("ok"))
+    with mock.patch("os.fdatasync", side_effect=OSError(28, "No space left on device")):
+        with pytest.raises(StorageError):
+            await store.append("update", "updates", upd("lost"))
+    with pytest.raises(StorageError):
+        await store.snapshot()
+    assert not (tmp_path / "snapshot.jsonl").exists()
+    await store.close()
+    again = await opened(tmp_path)
+    try:
+        assert again.get("updates", "ok") is not None
+        assert again.snapshot_seq == 0
+    finally:
+        await again.close()

@@ -1,0 +1,72 @@
+"""Alerts from the control room to the officers near a place: POST /alerts, POST /alerts/{id}/ack, GET."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import require
+from ..domain import positions as domain
+from ..domain.events import get_event, open_event
+from ..idempotency import Slot, fingerprint, key_from
+from .common import ctx_of, json_response, read_json
+from .spec import op, path, ref
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/events/{tag}/alerts")
+async def create(request: web.Request) -> web.Response:
+    viewer = require(request, "control")
+    ctx = ctx_of(request)
+    event = get_event(ctx, request.match_info["tag"])
+    body = await read_json(request)
+    inp = domain.validate_alert(body, ctx.settings.max_text_chars)
+
+    async def create_it(slot: Slot | None) -> tuple[int, dict[str, object]]:
+        open_event(ctx, event["tag"])  # inside: a retry of an alert sent before the event closed gets its answer
+        doc = domain.build_alert(ctx, event, viewer, inp)
+        return 201, await domain.store_alert(ctx, doc, viewer, slot)
+
+    fp = fingerprint(event["tag"], body)
+    status, out = await ctx.extensions["idempotency"].run(viewer.id, key_from(request), fp, create_it)
+    return json_response(out, status=status)
+
+
+@routes.post("/api/v1/alerts/{id}/ack")
+async def ack(request: web.Request) -> web.Response:
+    viewer = require(request, "officer")
+    await domain.acknowledge(ctx_of(request), request.match_info["id"], viewer)
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/alerts/{id}")
+async def get(request: web.Request) -> web.Response:
+    viewer = require(request, "officer")
+    return json_response(domain.visible_alert(ctx_of(request), request.match_info["id"], viewer))
+
+
+OPENAPI = {
+    "/api/v1/events/{tag}/alerts": {
+        "post": op("Alert the officers near a place.", role="control", ok="201", schema=ref("Alert"),
+                   body=ref("AlertCreate"), params=[path("tag")], idempotent=True,
+                   description="Recipients are the officers whose latest position is fresh (reported within "
+                               "`stale_after_minutes`) and within `radius_m` (at most 50 km) of `location`, "
+                               "measured along the WGS 84 ellipsoid, nearest first; the list is fixed when the "
+                               "alert is sent. The answer is the whole alert (a superset of `{id, recipients}`). "
+                               "The alert goes out on the stream as an `alert` event to its recipients and to "
+                               "control, and again each time a recipient acknowledges it. 409 if the event is "
+                               "closed."),
+    },
+    "/api/v1/alerts/{id}/ack": {
+        "post": op("Acknowledge an alert.", role="officer", ok="204", params=[path("id")],
+                   description="Recipients only: 404 for an officer the alert was not sent to (it cannot see "
+                               "it), 403 for control staff who can see it but were not sent it. Acknowledging "
+                               "twice counts once."),
+    },
+    "/api/v1/alerts/{id}": {
+        "get": op("One alert; control sees who acknowledged it (`acks`).", role="officer", schema=ref("Alert"),
+                  params=[path("id")],
+                  description="Control sees the whole alert with `acks`; a recipient sees it without `acks`; "
+                              "anyone else gets 404."),
+    },
+}

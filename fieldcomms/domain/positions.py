@@ -1,0 +1,243 @@
+"""Officer positions (the latest per officer plus a short track) and alerts to the officers near a place.
+
+One document per (event, officer) holds the latest position and the track; each report replaces it. A
+handset that was offline posts its queue late: a report older than the latest does not move the officer,
+but it still joins the track in time order. `stale` is decided when read, from `stale_after_minutes`.
+A `PointIndex` per event (rebuilt on start through the store's apply hook) narrows radius searches to a
+box before the geodesic distance (WGS 84) decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from ..context import Context
+from ..errors import Forbidden, NotFound
+from ..geo import PointIndex, geodesic_m, radius_bbox
+from ..idempotency import Slot
+from ..model import (
+    Problems,
+    check_unknown,
+    format_time,
+    location_value,
+    new_id,
+    now_str,
+    number,
+    parse_time_str,
+    require_object,
+    text_value,
+    time_value,
+    utc_now,
+)
+from ..visibility import Viewer
+
+Doc = dict[str, Any]
+POSITIONS = "positions"
+ALERTS = "alerts"
+TRACK_MAX = 20
+RADIUS_MAX_M = 50_000.0
+
+
+class Positions:
+    """Per event, where each officer's latest position is, kept in step with the store."""
+
+    def __init__(self) -> None:
+        self._index: dict[str, PointIndex] = {}
+
+    def on_apply(self, coll: str, old: Doc | None, new: Doc) -> None:
+        if coll != POSITIONS:
+            return
+        index = self._index.get(new["event"])
+        if index is None:
+            index = self._index[new["event"]] = PointIndex()
+        loc = new["location"]
+        index.put(new["id"], loc["lon"], loc["lat"], new["seq"])
+
+    def index(self, event: str) -> PointIndex:
+        index = self._index.get(event)
+        if index is None:
+            index = self._index[event] = PointIndex()
+        return index
+
+
+def positions_of(ctx: Context) -> Positions:
+    positions: Positions = ctx.extensions["positions"]
+    return positions
+
+
+def install(ctx: Context) -> Positions:
+    positions = Positions()
+    ctx.extensions["positions"] = positions
+    ctx.store.on_apply(positions.on_apply)
+    return positions
+
+
+# ---- reading -----------------------------------------------------------------------------------------
+
+
+def is_stale(doc: Doc, now: float, stale_after_s: float) -> bool:
+    return bool(now - doc["_at"] > stale_after_s)
+
+
+def position_out(seen: Doc, now: float, stale_after_s: float) -> Doc:
+    """A position as the API shows it (`seen` is the output of visibility, so "_at" is gone): `stale` is
+    decided now, from the time the handset took the position."""
+    at = parse_time_str(seen["at"]).timestamp()
+    return {"id": seen["id"], "seq": seen["seq"], "event": seen["event"], "officer": seen["officer"],
+            "location": seen["location"], "at": seen["at"], "stale": now - at > stale_after_s,
+            "track": seen.get("track", [])}
+
+
+def officers(ctx: Context, event: str, viewer: Viewer) -> list[Doc]:
+    now, stale_s = utc_now().timestamp(), ctx.settings.stale_after_minutes * 60
+    items = []
+    for pos_id, *_ in positions_of(ctx).index(event).query((-180.0, -90.0, 180.0, 90.0)):
+        seen = ctx.visible(POSITIONS, pos_id, viewer)
+        if seen is not None:
+            items.append(position_out(seen, now, stale_s))
+    items.sort(key=lambda item: (item["officer"]["callsign"].lower(), item["officer"]["id"]))
+    return items
+
+
+def within(ctx: Context, event: str, lat: float, lon: float, radius_m: float) -> Iterator[tuple[float, Doc]]:
+    """(distance in metres, stored doc) of each officer whose latest position is fresh and within the radius."""
+    now, stale_s = utc_now().timestamp(), ctx.settings.stale_after_minutes * 60
+    for pos_id, plon, plat, _seq in positions_of(ctx).index(event).query(radius_bbox(lat, lon, radius_m)):
+        doc = ctx.store.get(POSITIONS, pos_id)
+        if doc is None or is_stale(doc, now, stale_s):
+            continue
+        distance = geodesic_m(lat, lon, plat, plon)
+        if distance <= radius_m:
+            yield distance, doc
+
+
+def nearby(ctx: Context, event: str, viewer: Viewer, lat: float, lon: float, radius_m: float) -> list[Doc]:
+    """Other officers with a fresh position within the radius, nearest first."""
+    found = []
+    for distance, doc in within(ctx, event, lat, lon, radius_m):
+        if doc["officer"]["id"] == viewer.id:
+            continue
+        seen = ctx.view(POSITIONS, doc, viewer)
+        if seen is not None:
+            found.append({"officer": seen["officer"], "location": seen["location"], "at": seen["at"],
+                          "distance_m": round(distance, 2)})
+    found.sort(key=lambda item: (item["distance_m"], item["officer"]["callsign"]))
+    return found
+
+
+# ---- writing -----------------------------------------------------------------------------------------
+
+
+def validate_position(body: Any) -> Doc:
+    data = require_object(body)
+    p = Problems()
+    check_unknown(data, ("lat", "lon", "accuracy_m", "at"), p)
+    loc = location_value({k: data[k] for k in ("lat", "lon", "accuracy_m") if k in data}, p, "position")
+    # location_value names fields "position.lat"; this body is flat, so name them as sent.
+    for error in p.errors:
+        error["field"] = error["field"].removeprefix("position.")
+    at = time_value(data.get("at"), p, "at")
+    p.raise_if_any()
+    assert loc is not None
+    out: Doc = {"lat": loc["lat"], "lon": loc["lon"]}
+    if loc.get("accuracy_m") is not None:
+        out["accuracy_m"] = loc["accuracy_m"]
+    if at is not None:
+        out["at"] = at
+    return out
+
+
+def _when(point: Doc) -> datetime:
+    return parse_time_str(point["at"])
+
+
+def next_position(old: Doc | None, event: str, viewer: Viewer, inp: Doc, now: datetime) -> Doc | None:
+    """The officer's new position document, or None when the report changes nothing."""
+    # A handset clock running fast must not pin the officer in place: no position is later than now.
+    at = min(parse_time_str(inp["at"]), now) if "at" in inp else now
+    point: Doc = {k: inp[k] for k in ("lat", "lon", "accuracy_m") if k in inp}
+    point["at"] = format_time(at)
+    location = {**{k: v for k, v in point.items() if k != "at"}, "source": "device"}
+    if old is None:
+        return {"id": f"pos_{event}_{viewer.id}", "event": event,
+                "officer": {"id": viewer.id, "callsign": viewer.callsign}, "location": location,
+                "at": point["at"], "received_at": format_time(now), "track": [point], "_at": at.timestamp()}
+    track = [t for t in old["track"] if t != point]
+    track.append(point)
+    track.sort(key=_when)  # stable: of equal times, the one reported last stays last
+    track = track[-TRACK_MAX:]
+    newest = at.timestamp() >= old["_at"]
+    if not newest and track == old["track"]:
+        return None  # older than everything kept: nothing to store
+    new = {**old, "officer": {"id": viewer.id, "callsign": viewer.callsign}, "track": track,
+           "received_at": format_time(now)}
+    if newest:
+        new.update(location=location, at=point["at"], _at=at.timestamp())
+    return new
+
+
+async def record_position(ctx: Context, event: Doc, viewer: Viewer, inp: Doc) -> None:
+    # No await between reading the old document and appending the new one: two reports cannot interleave.
+    old = ctx.store.get(POSITIONS, f"pos_{event['tag']}_{viewer.id}")
+    new = next_position(old, event["tag"], viewer, inp, utc_now())
+    if new is not None:
+        await ctx.store.append("position", POSITIONS, new)
+
+
+# ---- alerts ------------------------------------------------------------------------------------------
+
+
+def validate_alert(body: Any, max_text_chars: int) -> Doc:
+    data = require_object(body)
+    p = Problems()
+    check_unknown(data, ("text", "location", "radius_m"), p)
+    text = text_value(data.get("text"), p, "text", max_chars=max_text_chars)
+    if data.get("location") is None:
+        p.add("location", "is required: {lat, lon}")
+        location = None
+    else:
+        location = location_value(data.get("location"), p)
+    radius = number(data.get("radius_m"))
+    if radius is None or not 0 < radius <= RADIUS_MAX_M:
+        p.add("radius_m", f"is required: metres, more than 0 and at most {RADIUS_MAX_M:g}")
+    p.raise_if_any()
+    return {"text": text, "location": location, "radius_m": radius}
+
+
+def build_alert(ctx: Context, event: Doc, viewer: Viewer, inp: Doc) -> Doc:
+    loc = inp["location"]
+    found = sorted(within(ctx, event["tag"], loc["lat"], loc["lon"], inp["radius_m"]),
+                   key=lambda hit: (hit[0], hit[1]["officer"]["callsign"]))
+    return {"id": new_id("alert"), "event": event["tag"], "text": inp["text"], "location": loc,
+            "radius_m": inp["radius_m"], "by": {"id": viewer.id, "callsign": viewer.callsign},
+            "recipients": [dict(doc["officer"]) for _, doc in found], "acks": [], "created_at": now_str()}
+
+
+async def store_alert(ctx: Context, doc: Doc, viewer: Viewer, slot: Slot | None) -> Doc:
+    def render(stored: Doc) -> Doc:
+        return ctx.view(ALERTS, stored, viewer) or {}
+
+    stored = await ctx.store.append("alert", ALERTS, doc, aux=slot.aux(render) if slot else None)
+    return render(stored)
+
+
+def visible_alert(ctx: Context, alert_id: str, viewer: Viewer | None) -> Doc:
+    seen = ctx.visible(ALERTS, alert_id, viewer)
+    if seen is None:
+        raise NotFound(f"No alert {alert_id}.")
+    return seen
+
+
+async def acknowledge(ctx: Context, alert_id: str, viewer: Viewer) -> None:
+    visible_alert(ctx, alert_id, viewer)  # 404 for an officer it was not sent to
+    doc = ctx.store.get(ALERTS, alert_id)
+    assert doc is not None
+    if not any(r["id"] == viewer.id for r in doc["recipients"]):
+        raise Forbidden("Only a recipient of the alert may acknowledge it.")
+    if any(a["id"] == viewer.id for a in doc["acks"]):
+        return  # acknowledging twice counts once
+    ack = {"id": viewer.id, "callsign": viewer.callsign, "at": now_str()}
+    await ctx.store.append("alert", ALERTS, {**doc, "acks": [*doc["acks"], ack]})
+

@@ -1,0 +1,398 @@
+"""live.Broker: the event stream (Server-Sent Events) to many subscribers from one process.
+
+The store calls `publish` once a change is durable, in seq order. `publish` never waits for a client:
+it puts the change in the event's replay ring and schedules one flush for the next turn of the loop, so
+the changes of one group commit (or of one busy moment) reach each subscriber as a single write.
+
+A flush frames each change once per audience (`visibility.audience_key`: the public, officers, control,
+and per officer where it matters, e.g. alerts) and writes the same bytes to every subscriber of that
+audience, straight to its transport. There is no task or queue per subscriber: the transport's write
+buffer is the bounded queue and the kernel is its writer. A subscriber whose unsent bytes pass
+`sse_buffer_bytes` is disconnected at once; its client resumes with `Last-Event-ID`. One ticker writes
+the keep-alive comments and notices closed connections.
+
+Resuming (`Last-Event-ID: N` or `?since=N`): the subscriber is registered first, so every change published
+from then on is held for it; then everything after N up to that moment is replayed, from the ring when the
+ring still holds all of it, else from the store (each changed item once, in its newest state, in seq
+order); then the held changes follow, skipping any seq already sent. No gap, no duplicate.
+A `reset` event (its id is the seq the stream continues from) tells the client to reload its lists when
+N is ahead of this server (another deployment, or data lost), when N is unreadable, or when a replay from
+the store would carry more than `STORE_REPLAY_MAX` items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import socket
+from collections import deque
+from collections.abc import Hashable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+
+from .context import Context
+from .domain.positions import position_out
+from .domain.zones import zone_feature
+from .errors import ServiceUnavailable
+from .model import utc_now
+from .store.store import Change
+from .visibility import Item, Viewer, audience_key, stream_view
+
+log = logging.getLogger(__name__)
+
+STREAM_COLLS = frozenset({"updates", "rumours", "zones", "positions", "alerts"})
+STORE_REPLAY_MAX = 10_000
+REPLAY_WRITE = 64 * 1024  # replay is written in pieces this large, each waiting for the client
+REPLAY_STALL_S = 30.0  # a client that takes no replay data for this long is dropped
+RETRY = b"retry: 3000\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache, no-transform",
+           "X-Accel-Buffering": "no"}
+
+
+def change_type(coll: str, doc: Item) -> str:
+    """The stream event a stored item's newest state is announced as (for replays from the store)."""
+    if coll == "updates":
+        return "update-retracted" if doc.get("status") == "retracted" else "update"
+    if coll == "zones":
+        return "zone-deleted" if doc.get("deleted") else "zone"
+    return {"rumours": "rumour", "positions": "position", "alerts": "alert"}[coll]
+
+
+def sse_frame(event: str, seq: int, data: Any) -> bytes:
+    # orjson never emits a newline, so the data is one `data:` line.
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event.encode(), orjson.dumps(data))
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+class Entry:
+    """A change and its frames, one per audience key, made when first needed."""
+
+    __slots__ = ("change", "frames")
+
+    def __init__(self, change: Change) -> None:
+        self.change = change
+        self.frames: dict[Hashable, bytes] = {}
+
+
+class Subscriber:
+    __slots__ = ("event", "viewer", "transport", "chunked", "done", "live", "held", "floor", "last_write")
+
+    def __init__(self, event: str, viewer: Viewer | None, transport: asyncio.Transport, chunked: bool,
+                 done: asyncio.Future[None], floor: int, now: float) -> None:
+        self.event = event
+        self.viewer = viewer
+        self.transport = transport
+        self.chunked = chunked
+        self.done = done
+        self.live = False  # False while replaying: published changes are held, then sent
+        self.held: list[Entry] = []
+        self.floor = floor  # changes up to this seq have been sent or need not be
+        self.last_write = now
+
+
+class Broker:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        settings = ctx.settings
+        self.buffer_limit = settings.sse_buffer_bytes
+        self.keepalive_s = settings.sse_keepalive_s
+        self.ring_size = max(1, settings.sse_ring_size)
+        self.published_seq = 0
+        self._start_seq = 0
+        self._rings: dict[str, deque[Entry]] = {}
+        self._ring_floor: dict[str, int] = {}  # the ring holds every change of the event after this seq
+        self._subs: dict[str, dict[Subscriber, None]] = {}
+        self._pending: list[tuple[str, Entry]] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closing = False
+        self.dropped = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.published_seq = self._start_seq = self.ctx.store.last_seq
+        self.ctx.store.add_listener(self.publish)
+        self._ticker = self._loop.create_task(self._tick())
+
+    async def shutdown(self) -> None:
+        """End every stream now, so the server can stop at once (clients reconnect to the next one)."""
+        self.closing = True
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                self._end(sub)
+
+    async def stop(self) -> None:
+        await self.shutdown()
+        with contextlib.suppress(ValueError):
+            self.ctx.store.remove_listener(self.publish)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+
+    def stats(self) -> dict[str, int]:
+        return {"subscribers": sum(len(s) for s in self._subs.values()), "dropped": self.dropped,
+                "published_seq": self.published_seq}
+
+    # ---- publishing --------------------------------------------------------------------------------
+
+    def publish(self, change: Change) -> None:
+        """Store listener: called on the loop, in seq order, once the change is durable. Never waits."""
+        self.published_seq = max(self.published_seq, change.seq)
+        event = change.data.get("event")
+        if change.coll not in STREAM_COLLS or not event:
+            return
+        ring = self._rings.get(event)
+        if ring is None:
+            ring = self._rings[event] = deque(maxlen=self.ring_size)
+        if len(ring) == self.ring_size:
+            self._ring_floor[event] = ring[0].change.seq
+        entry = Entry(change)
+        ring.append(entry)
+        if self._subs.get(event):
+            self._pending.append((event, entry))
+            if self._flush_handle is None and self._loop is not None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _frame(self, entry: Entry, viewer: Viewer | None) -> bytes:
+        change = entry.change
+        key = audience_key(change.coll, change.data, viewer)
+        frame = entry.frames.get(key)
+        if frame is None:
+            seen = stream_view(change.coll, change.data, viewer, self.ctx)
+            frame = b"" if seen is None else sse_frame(change.type, change.seq, self._render(change.coll, seen))
+            entry.frames[key] = frame
+        return frame
+
+    def _render(self, coll: str, seen: Item) -> Item:
+        if coll == "zones" and not seen.get("deleted"):
+            return zone_feature(seen)
+        if coll == "positions":
+            return position_out(seen, utc_now().timestamp(), self.ctx.settings.stale_after_minutes * 60)
+        return seen
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        pending, self._pending = self._pending, []
+        by_event: dict[str, list[Entry]] = {}
+        for event, entry in pending:
+            by_event.setdefault(event, []).append(entry)
+        now = self._loop.time() if self._loop is not None else 0.0
+        for event, entries in by_event.items():
+            subs = self._subs.get(event)
+            if not subs:
+                continue
+            first = entries[0].change.seq
+            # Payloads, ready to write, shared by every subscriber of one audience: (chunked, viewer) -> bytes.
+            shared: dict[tuple[bool, Hashable], bytes] = {}
+            for sub in list(subs):
+                if not sub.live:
+                    sub.held.extend(entries)
+                    if len(sub.held) > self.ring_size:
+                        self._drop(sub)  # replaying for so long that it would fall behind anyway
+                    continue
+                if sub.floor >= first:
+                    self._send(sub, [e for e in entries if e.change.seq > sub.floor], now)
+                    continue
+                viewer = sub.viewer
+                # Everyone in the public sees the same; staff share a payload when their audience keys match.
+                group = None if viewer is None else tuple(
+                    [audience_key(e.change.coll, e.change.data, viewer) for e in entries])
+                data = shared.get((sub.chunked, group))
+                if data is None:
+                    payload = b"".join([self._frame(e, viewer) for e in entries])
+                    data = (chunk(payload) if sub.chunked else payload) if payload else b""
+                    shared[(sub.chunked, group)] = data
+                if data:
+                    self._write(sub, data, now)
+                sub.floor = entries[-1].change.seq
+
+    def _send(self, sub: Subscriber, entries: list[Entry], now: float) -> None:
+        payload = b"".join([self._frame(e, sub.viewer) for e in entries])
+        if entries:
+            sub.floor = max(sub.floor, entries[-1].change.seq)
+        if payload:
+            self._write(sub, chunk(payload) if sub.chunked else payload, now)
+
+    def _write(self, sub: Subscriber, data: bytes, now: float) -> None:
+        transport = sub.transport
+        if transport.is_closing():
+            self._end(sub)
+            return
+        transport.write(data)
+        sub.last_write = now
+        if transport.get_write_buffer_size() > self.buffer_limit:
+            self._drop(sub)
+
+    def _drop(self, sub: Subscriber) -> None:
+        self.dropped += 1
+        sub.transport.abort()  # discards what it could not send; the client resumes with Last-Event-ID
+        self._end(sub)
+
+    def _end(self, sub: Subscriber) -> None:
+        subs = self._subs.get(sub.event)
+        if subs is not None:
+            subs.pop(sub, None)
+            if not subs:
+                del self._subs[sub.event]
+        sub.held = []
+        if not sub.done.done():
+            sub.done.set_result(None)
+
+    async def _tick(self) -> None:
+        interval = max(0.05, min(self.keepalive_s / 2, 1.0))
+        due = self.keepalive_s - interval  # ticks are `interval` apart, so no silence exceeds keepalive_s
+        framed = {True: chunk(KEEPALIVE), False: KEEPALIVE}
+        while True:
+            await asyncio.sleep(interval)
+            now = asyncio.get_running_loop().time()
+            for subs in list(self._subs.values()):
+                for sub in list(subs):
+                    if sub.transport.is_closing():
+                        self._end(sub)
+                    elif sub.live and now - sub.last_write >= due:
+                        self._write(sub, framed[sub.chunked], now)
+
+    # ---- subscribing -------------------------------------------------------------------------------
+
+    async def serve(self, request: web.Request, event: str, viewer: Viewer | None, since: int | None,
+                    unreadable: bool = False) -> web.StreamResponse:
+        """Run one subscriber's stream until it disconnects, is dropped, or the server shuts down."""
+        if self.closing or self._loop is None:
+            raise ServiceUnavailable("The server is shutting down; reconnect in a moment.")
+        resp = web.StreamResponse(headers=HEADERS)
+        resp.force_close()
+        chunked = request.version >= HttpVersion11
+        if chunked:
+            resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return resp
+        _tune(transport, self.buffer_limit)
+        # The replay is built and the subscriber registered at one moment, with nothing awaited in between:
+        # the replay runs up to `start`, and every change after `start` reaches the subscriber, held or written.
+        start = self.published_seq
+        replay, floor = self._replay(event, viewer, since, start) if since is not None or unreadable else ([], start)
+        sub = Subscriber(event, viewer, transport, chunked, self._loop.create_future(), floor, self._loop.time())
+        self._subs.setdefault(event, {})[sub] = None
+        try:
+            await resp.write(RETRY)  # also sends the headers
+            await _write_pieces(resp, replay)
+            del replay
+            if not sub.done.done():
+                held, sub.held = sub.held, []
+                sub.live = True
+                self._send(sub, [e for e in held if e.change.seq > sub.floor], self._loop.time())
+            await sub.done
+        except (ConnectionResetError, TimeoutError):
+            pass
+        finally:
+            self._end(sub)
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await resp.write_eof()
+        return resp
+
+    def _replay(self, event: str, viewer: Viewer | None, since: int | None,
+                start: int) -> tuple[list[bytes], int]:
+        """The frames after `since` up to `start` that `viewer` may see, and the seq up to which live changes
+        are skipped. `since` may be ahead of `start` but not of the store: a list's `last_seq` counts
+        changes that are stored but not yet durable, which the stream announces a moment later."""
+        if since is None:
+            return [self._reset(start, "the Last-Event-ID is not a seq from this server")], start
+        if since > self.ctx.store.last_seq:
+            return [self._reset(start, "the Last-Event-ID is ahead of this server")], start
+        if since >= start:
+            return [], since
+        if since >= self._ring_floor.get(event, self._start_seq):
+            ring = self._rings.get(event, deque())
+            entries = [e for e in ring if since < e.change.seq <= start]
+        else:
+            entries = []
+            for coll, doc in self.ctx.store.event_changes_since(event, since):
+                if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
+                    continue  # changed after `start`: it arrives live
+                entries.append(Entry(Change(doc["seq"], change_type(coll, doc), coll, doc)))
+                if len(entries) > STORE_REPLAY_MAX:
+                    return [self._reset(start, "the gap is too old to replay; reload the lists")], start
+        return [f for e in entries if (f := self._frame(e, viewer))], start
+
+    def _reset(self, start: int, reason: str) -> bytes:
+        return sse_frame("reset", start, {"reason": reason, "last_seq": start})
+
+
+async def _write_pieces(resp: web.StreamResponse, frames: list[bytes]) -> None:
+    piece: list[bytes] = []
+    size = 0
+    for frame in frames:
+        piece.append(frame)
+        size += len(frame)
+        if size >= REPLAY_WRITE:
+            async with asyncio.timeout(REPLAY_STALL_S):
+                await resp.write(b"".join(piece))
+            piece, size = [], 0
+    if piece:
+        async with asyncio.timeout(REPLAY_STALL_S):
+            await resp.write(b"".join(piece))
+
+
+def _tune(transport: asyncio.Transport, buffer_limit: int) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        # Frames go out as soon as they are written, not after the client acknowledges the previous one.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with contextlib.suppress(OSError):
+        # Bound the kernel's share of a stuck client's backlog too (Linux doubles this figure); otherwise
+        # it could hold megabytes per subscriber before our own limit is ever reached.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(buffer_limit, 16 * 1024))
+
+
+def raise_open_files_limit() -> None:
+    """One open file per subscriber: lift the soft limit to the hard one (often 1,024 -> 1,048,576)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open files limit: %s", exc)
+
+
+def install(app: web.Application, ctx: Context) -> Broker:
+    """Create the broker, start it once the store is open, and end every stream on shutdown."""
+    broker = Broker(ctx)
+    ctx.extensions["broker"] = broker
+
+    async def run(app: web.Application) -> Any:
+        raise_open_files_limit()
+        broker.start()
+        yield
+        await broker.stop()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await broker.shutdown()
+
+    app.cleanup_ctx.append(run)
+    app.on_shutdown.append(on_shutdown)
+    return broker
+
+
+def broker_of(ctx: Context) -> Broker:
+    broker: Broker = ctx.extensions["broker"]
+    return broker

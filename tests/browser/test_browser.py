@@ -1,0 +1,396 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright against a real `fieldcomms serve`.
+
+Chromium runs headless with the flags that keep it off the network, on a new empty profile; the server has no
+tile URL, so the maps draw on a blank background, as in a control room cut off from the internet. Every test
+fails on any console error or uncaught exception in the page. Screenshots go to tests/artifacts/ and the
+control room's also to docs/control-room.png, which the README shows.
+
+Where /usr/bin/chromium is missing these tests skip, except in CI (CI=true), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .live_server import Json, LiveServer, add_user, server_env
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "tests" / "artifacts"
+DOCS = REPO / "docs"
+TAG = "sheffield2011"
+WAIT_MS = 15_000
+
+# Sheffield city centre, as at the 2011 Liberal Democrat conference.
+BARKERS_POOL = {"lat": 53.3806, "lon": -1.4702}
+DEVONSHIRE_GREEN = {"lat": 53.3788, "lon": -1.4786}
+CITY_HALL = {"lat": 53.3810, "lon": -1.4712}
+FARGATE = {"lat": 53.3815, "lon": -1.4675}
+WEST_STREET = {"lat": 53.3804, "lon": -1.4772}
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; in CI a skipped browser test is a failure (.ci/run installs Chromium)")
+    pytest.skip(reason)
+
+
+# ---- the server and the world it serves ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    if not Path(CHROMIUM).exists():
+        unavailable(f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests")
+    root = tmp_path_factory.mktemp("browser")
+    # No tiles: nothing leaves the machine, and the pages must work without them.
+    env = server_env(tile_url="", fsync="false", demo_admin="false", log_level="WARNING",
+                     report_rate_per_minute="1000", report_burst="1000")
+    data = root / "data"
+    tokens = {"control": add_user(data, env, "CONTROL1", "control"),
+              "alpha": add_user(data, env, "ALPHA1", "officer"),
+              "bravo": add_user(data, env, "BRAVO2", "officer")}
+    live = LiveServer(data, root / "server.log", env, tokens=tokens)
+    live.start()
+    yield live
+    live.stop()
+
+
+def polygon(*corners: dict[str, float]) -> Json:
+    ring = [[c["lon"], c["lat"]] for c in corners]
+    return {"type": "Polygon", "coordinates": [ring + [ring[0]]]}
+
+
+@pytest.fixture(scope="module")
+def world(server: LiveServer) -> Json:
+    """The event, seeded through the HTTP API as handsets and the control room would."""
+    t = server.tokens
+    server.ok("POST", "/api/v1/events", t["control"], {
+        "tag": TAG, "title": "Liberal Democrat spring conference, Sheffield", "status": "live",
+        "description": "Policing the march from Devonshire Green to Barkers Pool."}, status=201)
+    base = f"/api/v1/events/{TAG}"
+
+    def zone(name: str, kind: str, geometry: Json, visibility: str = "public") -> Json:
+        feature: Json = server.ok("POST", f"{base}/zones", t["control"], {
+            "type": "Feature", "geometry": geometry,
+            "properties": {"name": name, "kind": kind, "visibility": visibility}}, status=201)
+        return feature
+
+    zones = [
+        zone("Demonstration area, Barkers Pool", "demonstration-area", polygon(
+            {"lat": 53.3799, "lon": -1.4714}, {"lat": 53.3799, "lon": -1.4690},
+            {"lat": 53.3813, "lon": -1.4690}, {"lat": 53.3813, "lon": -1.4714})),
+        zone("March route", "march-route", {"type": "LineString", "coordinates": [
+            [-1.4786, 53.3788], [-1.4772, 53.3804], [-1.4740, 53.3806], [-1.4714, 53.3806]]}),
+        zone("Cordon, City Hall steps", "cordon", polygon(
+            {"lat": 53.3808, "lon": -1.4718}, {"lat": 53.3808, "lon": -1.4708},
+            {"lat": 53.3812, "lon": -1.4708}, {"lat": 53.3812, "lon": -1.4718}), visibility="internal"),
+    ]
+
+    def update(token: str, text: str, **extra: Any) -> Json:
+        body = {"text": text, **extra}
+        posted: Json = server.ok("POST", f"{base}/updates", token, body, status=201)
+        return posted
+
+    photo = server.upload_photo(t["alpha"])
+    public = [
+        update(t["alpha"], "March route agreed: Devonshire Green to Barkers Pool. #libdempolicing",
+               visibility="public", location=DEVONSHIRE_GREEN, photos=[photo["id"]]),
+        update(t["bravo"], "Broken glass on West Street near the route; please keep to the pavement.",
+               visibility="public", kind="warning", location=WEST_STREET),
+        update(t["alpha"], "The march has reached Barkers Pool. Speeches start at 12:00.",
+               visibility="public", location=BARKERS_POOL),
+        update(t["bravo"], "Toilets and water at the Winter Garden.", visibility="public"),
+    ]
+    internal = update(t["alpha"], "INTERNAL-ONLY serials 12 and 14 to the City Hall steps.",
+                      visibility="internal", kind="alert", location=CITY_HALL)
+    roof_photo = server.upload_photo(t["alpha"], (120, 150, 190))
+    snipers = server.ok("POST", f"{base}/rumours", t["alpha"], {
+        "claim": "Police snipers on the roofs of City Hall", "location": CITY_HALL}, status=201)
+    snipers = server.ok("POST", f"/api/v1/rumours/{snipers['id']}/rebuttals", t["alpha"], {
+        "verdict": "false", "text": "Photo from the City Hall roof at 11:40: nobody there but pigeons.",
+        "location": CITY_HALL, "photos": [roof_photo["id"]]}, status=201)
+    kettle = server.ok("POST", f"{base}/rumours", t["bravo"], {
+        "claim": "The demonstration area is a kettle: nobody can leave", "location": FARGATE}, status=201)
+    now = datetime.now(UTC)
+    server.ok("POST", f"{base}/positions", t["alpha"], {**BARKERS_POOL, "accuracy_m": 8}, status=204)
+    stale_at = (now - timedelta(minutes=12)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    server.ok("POST", f"{base}/positions", t["bravo"], {**WEST_STREET, "at": stale_at}, status=204)
+    server.ok("POST", f"{base}/reports", None, {
+        "text": "People saying there are snipers on the City Hall roof", "location": CITY_HALL}, status=202)
+    return {"zones": zones, "public": public, "internal": internal, "snipers": snipers, "kettle": kettle,
+            "photo": photo}
+
+
+# ---- the browser ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def playwright_api() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed")
+    with sync_playwright() as p:
+        yield p
+
+
+def launch(p: Any, profile: Path, **context: Any) -> Any:
+    """A persistent context on a new, empty profile, never a downloaded browser."""
+    profile.mkdir(parents=True)
+    return p.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+        viewport=context.pop("viewport", {"width": 1400, "height": 900}), **context)
+
+
+@pytest.fixture(scope="module")
+def browser_context(playwright_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    context = launch(playwright_api, tmp_path_factory.mktemp("chromium") / "profile")
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
+
+
+class Watched:
+    """A page whose console errors and uncaught exceptions are collected."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("console", lambda msg: self.errors.append(f"console.{msg.type}: {msg.text} @ {msg.location}")
+                if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+
+    def assert_clean(self) -> None:
+        assert not self.errors, "errors in the page:\n" + "\n".join(self.errors)
+
+
+@pytest.fixture
+def watched(browser_context: Any) -> Iterator[Watched]:
+    page = browser_context.new_page()
+    yield Watched(page)
+    page.close()
+
+
+def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def wait_until(page: Any, script: str, arg: Any = None) -> Any:
+    return page.wait_for_function(script, arg=arg, timeout=WAIT_MS)
+
+
+# ---- the public feed -----------------------------------------------------------------------------------
+
+
+def test_public_page_lists_updates_and_shows_new_ones_live(server: LiveServer, world: Json, watched: Watched) -> None:
+    page, t = watched.page, server.tokens
+    page.goto(f"{server.url}/events/{TAG}")
+    items = page.locator("#updates > li.update")
+    assert items.count() == len(world["public"])
+    assert items.first.get_attribute("data-id") == world["public"][-1]["id"]  # newest first
+    assert "INTERNAL-ONLY" not in page.content()
+    assert page.locator("li.update.kind-warning .kind-badge").inner_text().strip().endswith("Warning")
+    thumb = page.locator(f"li[data-id='{world['public'][0]['id']}'] .photos img")
+    assert thumb.get_attribute("src") == world["photo"]["thumb_url"] and thumb.get_attribute("alt")
+    # The map: the public zones (not the internal cordon) and one marker per located public update.
+    wait_until(page, "() => document.querySelectorAll('#map [data-layer=updates]').length === 3")
+    wait_until(page, "() => document.querySelectorAll('#map path[data-layer=zones]').length === 2")
+    assert page.locator("#map .fc-update.kind-warning").count() == 1
+    wait_until(page, "() => window.fieldcomms.publicPage.stream === 'open'")
+
+    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    secret = server.ok("POST", f"/api/v1/events/{TAG}/updates", t["alpha"], {
+        "text": "INTERNAL-LIVE-MARKER do not publish", "visibility": "internal"}, status=201)
+    fresh = server.ok("POST", f"/api/v1/events/{TAG}/updates", t["bravo"], {
+        "text": "Live: crowd dispersing calmly via Fargate <b>not bold</b>", "visibility": "public",
+        "kind": "warning", "location": FARGATE}, status=201)
+    item = page.locator(f"#updates > li[data-id='{fresh['id']}']")
+    item.wait_for()
+    assert page.locator("#updates > li.update").first.get_attribute("data-id") == fresh["id"]
+    assert item.locator(".update-text").inner_text() == "Live: crowd dispersing calmly via Fargate <b>not bold</b>"
+    assert item.locator("b").count() == 0  # text, not markup
+    assert "kind-warning" in (item.get_attribute("class") or "")
+    wait_until(page, "id => document.querySelector(`#map [data-layer=updates][data-id='${id}']`)", fresh["id"])
+    assert page.evaluate("window.__sameDocument") is True
+    assert "INTERNAL-LIVE-MARKER" not in page.content() and secret["id"] not in page.content()
+    assert page.locator("#live-status").inner_text().startswith("New warning update")
+
+    # A rumour answered while the page is open joins the verdicts.
+    rumour = server.ok("POST", f"/api/v1/events/{TAG}/rumours", t["alpha"], {"claim": "Fargate is closed"}, status=201)
+    server.ok("POST", f"/api/v1/rumours/{rumour['id']}/rebuttals", t["alpha"], {
+        "verdict": "misleading", "text": "Fargate is open; only the top end is busy."}, status=201)
+    verdict = page.locator(f"#verdicts li[data-rumour-id='{rumour['id']}']")
+    verdict.wait_for()
+    assert verdict.locator(".verdict").inner_text().lower() == "misleading"
+    assert page.evaluate("window.__sameDocument") is True
+    screenshot(page, "public-feed.png", full_page=True)
+    watched.assert_clean()
+
+
+def test_a_retraction_disappears_live(server: LiveServer, world: Json, watched: Watched) -> None:
+    page, t = watched.page, server.tokens
+    page.goto(f"{server.url}/events/{TAG}")
+    wait_until(page, "() => window.fieldcomms.publicPage.stream === 'open'")
+    wrong = server.ok("POST", f"/api/v1/events/{TAG}/updates", t["alpha"], {
+        "text": "Surrey Street closed (posted in error)", "visibility": "public", "location": FARGATE}, status=201)
+    item = page.locator(f"#updates > li[data-id='{wrong['id']}']")
+    item.wait_for()
+    wait_until(page, "id => document.querySelector(`#map [data-id='${id}']`)", wrong["id"])
+    server.ok("DELETE", f"/api/v1/updates/{wrong['id']}", t["alpha"])
+    item.wait_for(state="detached")
+    wait_until(page, "id => !document.querySelector(`#map [data-id='${id}']`)", wrong["id"])
+    assert page.locator("#live-status").inner_text() == "An update was withdrawn."
+    watched.assert_clean()
+
+
+def test_public_page_is_readable_without_javascript(
+    server: LiveServer, world: Json, playwright_api: Any, tmp_path: Path
+) -> None:
+    context = launch(playwright_api, tmp_path / "profile", java_script_enabled=False,
+                     viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        watched = Watched(page)
+        page.goto(f"{server.url}/events/{TAG}")
+        texts = page.locator("#updates .update-text").all_inner_texts()
+        assert world["public"][0]["text"] in texts
+        assert page.locator(".map-fallback").is_visible()
+        assert page.locator("#verdicts .verdict").first.is_visible()
+        screenshot(page, "public-feed-phone-nojs.png", full_page=True)
+        watched.assert_clean()
+    finally:
+        context.close()
+
+
+# ---- the rumour board ----------------------------------------------------------------------------------
+
+
+def test_rumour_board_renders_verdicts(server: LiveServer, world: Json, watched: Watched) -> None:
+    page = watched.page
+    page.goto(f"{server.url}/events/{TAG}/rumours")
+    snipers = world["snipers"]
+    item = page.locator(f"#rumour-{snipers['id']}")
+    assert item.locator(".claim").inner_text() == "\u201cPolice snipers on the roofs of City Hall\u201d"
+    assert item.locator("strong.verdict").inner_text().lower() == "false"
+    assert "nobody there but pigeons" in item.locator(".rebuttal-text").inner_text()
+    img = item.locator(".rebuttal-photo img")
+    assert img.get_attribute("alt") and img.evaluate("i => i.complete && i.naturalWidth > 0")
+    assert world["kettle"]["claim"] not in page.content()  # not answered: not on the board
+    reviews = [json.loads(s) for s in page.locator("script[type='application/ld+json']").all_text_contents()]
+    assert {r["claimReviewed"]: r["reviewRating"]["alternateName"] for r in reviews}[snipers["claim"]] == "False"
+    screenshot(page, "rumour-board.png", full_page=True)
+    watched.assert_clean()
+
+
+# ---- the control room ------------------------------------------------------------------------------------
+
+
+def sign_in(page: Any, server: LiveServer) -> None:
+    page.goto(f"{server.url}/control/{TAG}")
+    page.locator("#token").fill(server.tokens["control"])
+    page.get_by_role("button", name="Open the control room").click()
+    wait_until(page, "() => window.fieldcomms.control.ready && window.fieldcomms.control.stream === 'open'")
+
+
+def layer_counts(page: Any) -> dict[str, int]:
+    counts: dict[str, int] = page.evaluate("window.fieldcomms.control.layerCounts()")
+    return counts
+
+
+def test_control_room_draws_every_layer_live(server: LiveServer, world: Json, watched: Watched) -> None:
+    page, t = watched.page, server.tokens
+    sign_in(page, server)
+    # The token is in this tab's sessionStorage only: not in localStorage, a cookie or the URL.
+    assert page.evaluate("sessionStorage.getItem('fieldcomms.token')") == t["control"]
+    assert page.evaluate("localStorage.length") == 0 and not page.context.cookies()
+    assert t["control"] not in page.url
+
+    wait_until(page, """() => { const c = window.fieldcomms.control.layerCounts();
+        return c.updates >= 4 && c.rumours >= 2 && c.zones === 3 && c.officers === 2; }""")
+    # Each layer is on the map as elements a person (and this test) can find.
+    internal = world["internal"]
+    assert page.locator(f"#map [data-layer=updates][data-id='{internal['id']}'].kind-alert").count() == 1
+    assert page.locator("#map [data-layer=rumours][data-status=false]").count() >= 1
+    assert page.locator("#map [data-layer=rumours][data-status=unverified]").count() >= 1
+    assert page.locator("#map path[data-layer=zones]").count() == 3
+    assert page.locator("#map [data-layer=officers]").count() == 2
+    assert page.locator("#map [data-layer=officers][data-callsign=BRAVO2]").get_attribute("data-stale") == "true"
+    assert page.locator("#map [data-layer=officers][data-callsign=ALPHA1]").get_attribute("data-stale") == "false"
+
+    # The rumour queue (by urgency) and the newest reports with their matches.
+    queue = page.locator("#rumour-queue > li")
+    queue.first.wait_for()
+    assert {queue.nth(i).get_attribute("data-rumour-id") for i in range(queue.count())} >= {
+        world["snipers"]["id"], world["kettle"]["id"]}
+    report = page.locator("#reports > li").first
+    report.wait_for()
+    assert "snipers" in report.inner_text() and "Police snipers on the roofs" in report.locator(".match").first.inner_text()
+
+    # An alert: click the map to place it, choose a radius, send it to the officers near ALPHA1.
+    page.locator("#map").click(position={"x": 200, "y": 200})
+    assert page.locator("#alert-lat").input_value() and page.locator("#alert-lon").input_value()
+    page.locator("#alert-lat").fill(str(BARKERS_POOL["lat"]))
+    page.locator("#alert-lon").fill(str(BARKERS_POOL["lon"]))
+    page.locator("#alert-radius").fill("250")
+    page.locator("#alert-text").fill("Crowd surge reported at the Barkers Pool stage: check and report.")
+    page.get_by_role("button", name="Send alert").click()
+    page.locator("#alert-result", has_text="Alert sent to 1 officer: ALPHA1").wait_for()
+    wait_until(page, "() => window.fieldcomms.control.layerCounts().alerts === 1")
+    assert page.locator("#map path[data-layer=alerts]").count() == 1
+
+    # Live: an officer moves; a new update, a zone, a rumour status, a retraction arrive without a reload.
+    page.evaluate("window.__sameDocument = true")
+    before = page.evaluate("window.fieldcomms.control.officerLatLng('ALPHA1')")
+    assert before["lat"] == pytest.approx(BARKERS_POOL["lat"]) and before["lon"] == pytest.approx(BARKERS_POOL["lon"])
+    server.ok("POST", f"/api/v1/events/{TAG}/positions", t["alpha"], FARGATE, status=204)
+    wait_until(page, """p => { const o = window.fieldcomms.control.officerLatLng('ALPHA1');
+        return Math.abs(o.lat - p.lat) < 1e-6 && Math.abs(o.lon - p.lon) < 1e-6; }""", FARGATE)
+    assert page.locator("#map [data-layer=officers]").count() == 2  # moved, not duplicated
+
+    new = server.ok("POST", f"/api/v1/events/{TAG}/updates", t["bravo"], {
+        "text": "Small group heading to Division Street", "visibility": "internal", "location": WEST_STREET}, status=201)
+    page.locator(f"#map [data-layer=updates][data-id='{new['id']}']").wait_for()
+    server.ok("DELETE", f"/api/v1/updates/{new['id']}", t["bravo"])
+    page.locator(f"#map [data-layer=updates][data-id='{new['id']}']").wait_for(state="detached")
+    server.ok("POST", f"/api/v1/events/{TAG}/zones", t["control"], {
+        "type": "Feature", "geometry": {"type": "Point", "coordinates": [-1.4676, 53.3817]},
+        "properties": {"name": "Rendezvous point, Fargate", "kind": "rendezvous", "buffer_m": 30}}, status=201)
+    wait_until(page, "() => window.fieldcomms.control.layerCounts().zones === 4")
+    server.ok("PATCH", f"/api/v1/rumours/{world['kettle']['id']}", t["control"], {"status": "investigating"})
+    page.locator(f"#map [data-layer=rumours][data-id='{world['kettle']['id']}'][data-status=investigating]").wait_for()
+    page.locator(f"#rumour-queue > li[data-rumour-id='{world['kettle']['id']}'][data-status=investigating]").wait_for()
+    assert page.evaluate("window.__sameDocument") is True
+
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(300)  # let the map settle before the picture
+    path = screenshot(page, "control-room.png")
+    DOCS.mkdir(exist_ok=True)
+    shutil.copyfile(path, DOCS / "control-room.png")
+    watched.assert_clean()
+
+
+def test_control_room_refuses_an_officer_token(server: LiveServer, world: Json, watched: Watched) -> None:
+    page = watched.page
+    page.goto(f"{server.url}/control/{TAG}")
+    page.locator("#token").fill(server.tokens["alpha"])
+    page.get_by_role("button", name="Open the control room").click()
+    page.locator("#login-error", has_text="needs a control token").wait_for()
+    assert page.locator("#control").is_hidden()
+    assert page.evaluate("sessionStorage.getItem('fieldcomms.token')") is None
+    watched.assert_clean()
