@@ -24,7 +24,9 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.installed-dev
 
+# A fresh data directory gets the Sheffield 2011 demonstration event first, so the pages show a working world.
 run: install
+	@[ -e $(DATA)/snapshot.jsonl ] || ls $(DATA)/journal-*.log >/dev/null 2>&1 || $(PY) -m fieldcomms demo --data-dir $(DATA)
 	$(PY) -m fieldcomms serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
 # The Sheffield 2011 demonstration event, once (a second run changes nothing); then `make run`.

@@ -1,4 +1,4 @@
-"""Command line: fieldcomms serve | user add | user revoke | demo (| check, as its issue lands)."""
+"""Command line: fieldcomms serve | user add | user revoke | demo | check."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 async def _bootstrap_admin(ctx: Context) -> str | None:
     """On an empty data directory, an admin to log in with: a new user is in within a minute."""
-    if not ctx.settings.demo_admin or ctx.store.count("users"):
+    if not ctx.settings.demo_admin or any(u["role"] == "admin" and not u.get("revoked")
+                                          for u in ctx.store.all("users")):
         return None
     doc, token = make_user("Administrator", "admin", "admin")
     await ctx.store.append("user", "users", doc)
@@ -59,7 +60,7 @@ async def serve(settings: Settings) -> int:
     print(f"fieldcomms serving {base} with data in {settings.data_path.resolve()} (seq {ctx.store.last_seq})",
           flush=True)
     if token is not None:
-        print("Created the first user, an admin. Its token (shown once):", flush=True)
+        print("No admin user yet: created one. Its token (shown once):", flush=True)
         print(f"  {token}", flush=True)
     events = sorted(ctx.store.all("events"), key=lambda e: e["seq"])
     for event in events[-3:]:
@@ -130,6 +131,16 @@ async def user_revoke(settings: Settings, callsign: str) -> int:
     return 0
 
 
+def check(settings: Settings) -> int:
+    from .check import check_data_dir
+
+    report = check_data_dir(settings.data_path)
+    print(f"fieldcomms check {settings.data_path.resolve()}")
+    for line in report.lines():
+        print(f"  {line}" if line != "OK" and not line.endswith("found") else line)
+    return 0 if report.ok else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fieldcomms", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,6 +165,8 @@ def parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("callsign")
 
+    c = sub.add_parser("check", help="verify a data directory (journal checksums, snapshot, media files)")
+    common(c)
     d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens")
     common(d)
     return p
@@ -167,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(user_add(_settings(args), args.name, args.callsign, args.role))
     if args.command == "user" and args.user_command == "revoke":
         return asyncio.run(user_revoke(_settings(args), args.callsign))
+    if args.command == "check":
+        return check(_settings(args))
     if args.command == "demo":
         from .demo import run as run_demo
 

@@ -130,6 +130,8 @@ def world(server: LiveServer) -> Json:
     server.ok("POST", f"{base}/positions", t["bravo"], {**WEST_STREET, "at": stale_at}, status=204)
     server.ok("POST", f"{base}/reports", None, {
         "text": "People saying there are snipers on the City Hall roof", "location": CITY_HALL}, status=202)
+    # The rebuttal's text went out as a public update of its own.
+    public.append(server.ok("GET", f"/api/v1/updates/{snipers['rebuttals'][-1]['update_id']}"))
     return {"zones": zones, "public": public, "internal": internal, "snipers": snipers, "kettle": kettle,
             "photo": photo}
 
@@ -209,7 +211,8 @@ def test_public_page_lists_updates_and_shows_new_ones_live(server: LiveServer, w
     thumb = page.locator(f"li[data-id='{world['public'][0]['id']}'] .photos img")
     assert thumb.get_attribute("src") == world["photo"]["thumb_url"] and thumb.get_attribute("alt")
     # The map: the public zones (not the internal cordon) and one marker per located public update.
-    wait_until(page, "() => document.querySelectorAll('#map [data-layer=updates]').length === 3")
+    located = sum(1 for u in world["public"] if u["location"])
+    wait_until(page, "n => document.querySelectorAll('#map [data-layer=updates]').length === n", located)
     wait_until(page, "() => document.querySelectorAll('#map path[data-layer=zones]').length === 2")
     assert page.locator("#map .fc-update.kind-warning").count() == 1
     wait_until(page, "() => window.fieldcomms.publicPage.stream === 'open'")
@@ -322,7 +325,7 @@ def test_control_room_draws_every_layer_live(server: LiveServer, world: Json, wa
     assert t["control"] not in page.url
 
     wait_until(page, """() => { const c = window.fieldcomms.control.layerCounts();
-        return c.updates >= 4 && c.rumours >= 2 && c.zones === 3 && c.officers === 2; }""")
+        return c.updates >= 5 && c.rumours >= 2 && c.zones === 3 && c.officers === 2; }""")
     # Each layer is on the map as elements a person (and this test) can find.
     internal = world["internal"]
     assert page.locator(f"#map [data-layer=updates][data-id='{internal['id']}'].kind-alert").count() == 1

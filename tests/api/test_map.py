@@ -1,0 +1,210 @@
+"""The live map, read back with shapely: RFC 7946 order checked in Sydney (lat -33.87, lon 151.21, numbers
+that cannot be confused), layers and who may see them, clustering and its counts, bbox and since."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from conftest import auth, make_user
+from shapely.geometry import Point, Polygon, shape
+
+from fieldcomms.app import create_app
+from fieldcomms.config import Settings
+
+SYDNEY = "sydneyvigil"
+SHEFFIELD = "libdempolicing"
+OPERA_HOUSE = (-33.8568, 151.2153)  # (lat, lon)
+
+Json = dict[str, Any]
+
+
+class Map:
+    def __init__(self, client: TestClient, officer: str, control: str) -> None:
+        self.client, self.officer, self.control = client, officer, control
+
+    async def event(self, tag: str) -> None:
+        resp = await self.client.post("/api/v1/events", json={"tag": tag, "title": tag, "status": "live"},
+                                      headers=auth(self.control))
+        assert resp.status == 201
+
+    async def post(self, tag: str, lat: float, lon: float, visibility: str = "public", text: str = "here") -> Json:
+        resp = await self.client.post(f"/api/v1/events/{tag}/updates", headers=auth(self.officer), json={
+            "text": text, "visibility": visibility, "location": {"lat": lat, "lon": lon}})
+        assert resp.status == 201, await resp.text()
+        body: Json = await resp.json()
+        return body
+
+    async def get(self, tag: str, token: str | None = None, status: int = 200, **params: Any) -> Json:
+        resp = await self.client.get(f"/api/v1/events/{tag}/map", params=params, headers=auth(token))
+        assert resp.status == status, await resp.text()
+        body: Json = await resp.json()
+        if status == 200:
+            assert resp.content_type == "application/geo+json"
+            assert body["type"] == "FeatureCollection" and "crs" not in body
+        return body
+
+
+@pytest.fixture
+def make_map(aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path) -> Callable[..., Awaitable[Map]]:
+    async def make(**overrides: Any) -> Map:
+        settings = Settings(data_dir=str(tmp_path / "data"), fsync=False, demo_admin=False, **overrides)
+        client = await aiohttp_client(create_app(settings))
+        m = Map(client, await make_user(client.app, "officer", "officer1"),
+                await make_user(client.app, "control", "control1"))
+        await m.event(SYDNEY)
+        await m.event(SHEFFIELD)
+        return m
+
+    return make
+
+
+@pytest.fixture
+async def m(make_map: Callable[..., Awaitable[Map]]) -> Map:
+    return await make_map()
+
+
+def layers(body: Json) -> list[str]:
+    return [f["properties"]["layer"] for f in body["features"]]
+
+
+async def test_sydney_comes_back_lon_lat(m: Map) -> None:
+    update = await m.post(SYDNEY, -33.87, 151.21)
+    body = await m.get(SYDNEY)
+    [f] = body["features"]
+    assert f["type"] == "Feature" and f["id"] == update["id"]
+    point = shape(f["geometry"])
+    assert isinstance(point, Point)
+    assert (point.x, point.y) == (151.21, -33.87)  # x is longitude
+    assert f["properties"]["layer"] == "updates"
+    assert f["properties"]["text"] == "here" and f["properties"]["location"]["lat"] == -33.87
+
+
+async def test_zones_and_officers_read_back_by_shapely(m: Map) -> None:
+    ring = [[151.20, -33.88], [151.20, -33.86], [151.22, -33.86], [151.22, -33.88], [151.20, -33.88]]  # clockwise
+    zone = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {"name": "Vigil area", "kind": "demonstration-area", "visibility": "public"}}
+    resp = await m.client.post(f"/api/v1/events/{SYDNEY}/zones", json=zone, headers=auth(m.control))
+    assert resp.status == 201
+    resp = await m.client.post(f"/api/v1/events/{SYDNEY}/positions", json={"lat": -33.87, "lon": 151.21},
+                               headers=auth(m.officer))
+    assert resp.status == 204
+    body = await m.get(SYDNEY, m.control)
+    by_layer = {f["properties"]["layer"]: f for f in body["features"]}
+    area = shape(by_layer["zones"]["geometry"])
+    assert isinstance(area, Polygon) and area.is_valid and area.exterior.is_ccw
+    assert area.contains(Point(151.21, -33.87))
+    officer = by_layer["officers"]
+    assert shape(officer["geometry"]).equals(Point(151.21, -33.87))
+    assert officer["properties"]["officer"]["callsign"] == "officer1" and officer["properties"]["stale"] is False
+
+
+async def test_the_public_map_never_holds_internal_items_or_positions(m: Map) -> None:
+    await m.post(SHEFFIELD, 53.3800, -1.4710, "public", "public one")
+    await m.post(SHEFFIELD, 53.3801, -1.4711, "internal", "internal one")
+    await m.client.post(f"/api/v1/events/{SHEFFIELD}/positions", json={"lat": 53.38, "lon": -1.47},
+                        headers=auth(m.officer))
+    public = await m.get(SHEFFIELD)
+    assert [f["properties"]["text"] for f in public["features"]] == ["public one"]
+    assert "pos_" not in str(public)
+    await m.get(SHEFFIELD, None, 401, layers="officers")
+    officer = await m.get(SHEFFIELD, m.officer)
+    assert layers(officer) == ["updates", "updates"]
+    await m.get(SHEFFIELD, m.officer, 403, layers="updates,officers")
+    control = await m.get(SHEFFIELD, m.control)
+    assert layers(control) == ["updates", "updates", "officers"]
+
+
+async def test_retracted_updates_leave_the_map(m: Map) -> None:
+    update = await m.post(SHEFFIELD, 53.38, -1.47)
+    await m.client.delete(f"/api/v1/updates/{update['id']}", headers=auth(m.control))
+    for token in (None, m.officer, m.control):
+        assert (await m.get(SHEFFIELD, token))["features"] == []
+
+
+async def test_rumours_layer_for_staff(m: Map) -> None:
+    resp = await m.client.post(f"/api/v1/events/{SHEFFIELD}/rumours", headers=auth(m.officer), json={
+        "claim": "Police snipers on the roofs", "location": {"lat": 53.3808, "lon": -1.4703}})
+    assert resp.status == 201, await resp.text()
+    body = await m.get(SHEFFIELD, m.officer, layers="rumours")
+    [f] = body["features"]
+    assert f["properties"]["claim"] == "Police snipers on the roofs"
+    assert shape(f["geometry"]).equals(Point(-1.4703, 53.3808))
+    assert (await m.get(SHEFFIELD, layers="rumours"))["features"] == []  # unverified: not public
+
+
+async def test_bbox_and_since(m: Map) -> None:
+    a = await m.post(SHEFFIELD, 53.3800, -1.4710, text="Barkers Pool")
+    await m.post(SHEFFIELD, 53.3781, -1.4620, text="station")
+    body = await m.get(SHEFFIELD, bbox="-1.475,53.379,-1.468,53.381")
+    assert [f["properties"]["text"] for f in body["features"]] == ["Barkers Pool"]
+    body = await m.get(SHEFFIELD, since=a["seq"])
+    assert [f["properties"]["text"] for f in body["features"]] == ["station"]
+    assert body["last_seq"] >= a["seq"] + 1
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"layers": "updates,weather"}, "layers"),
+    ({"bbox": "1,2,3"}, "bbox"),
+    ({"zoom": "23"}, "zoom"),
+    ({"since": "-1"}, "since"),
+])
+async def test_bad_parameters_are_422(m: Map, params: Json, field: str) -> None:
+    body = await m.get(SHEFFIELD, None, 422, **params)
+    assert body["errors"][0]["field"] == field
+
+
+async def test_unknown_event_is_404(m: Map) -> None:
+    await m.get("nosuchevent", None, 404)
+
+
+# ---- clustering --------------------------------------------------------------------------------------------
+
+
+async def test_clusters_above_the_threshold_and_counts_add_up(make_map: Callable[..., Awaitable[Map]]) -> None:
+    m = await make_map(cluster_above=5)
+    # Two tight groups 3 km apart and one loner; plus internal updates the public must not count.
+    for i in range(8):
+        await m.post(SHEFFIELD, 53.3800 + i * 1e-5, -1.4710 + i * 1e-5)
+    for i in range(5):
+        await m.post(SHEFFIELD, 53.3600 + i * 1e-5, -1.4710)
+    await m.post(SHEFFIELD, 53.4000, -1.5200, text="loner")
+    for i in range(6):
+        await m.post(SHEFFIELD, 53.3800, -1.4710, visibility="internal")
+
+    unclustered = await m.get(SHEFFIELD)  # no zoom: never clustered
+    assert len(unclustered["features"]) == 14
+
+    public = await m.get(SHEFFIELD, zoom=14)
+    clusters = [f for f in public["features"] if f["properties"]["layer"] == "cluster"]
+    singles = [f for f in public["features"] if f["properties"]["layer"] == "updates"]
+    assert sorted(c["properties"]["count"] for c in clusters) == [5, 8]
+    assert [f["properties"]["text"] for f in singles] == ["loner"]
+    assert sum(c["properties"]["count"] for c in clusters) + len(singles) == 14
+    for c in clusters:
+        props = c["properties"]
+        assert props["of"] == "updates"
+        minlon, minlat, maxlon, maxlat = props["bbox"]
+        centre = shape(c["geometry"])
+        assert minlon <= centre.x <= maxlon and minlat <= centre.y <= maxlat  # [lon, lat] again
+
+    staff = await m.get(SHEFFIELD, m.control, zoom=14)
+    counted = sum(f["properties"].get("count", 1) for f in staff["features"])
+    assert counted == 20
+
+    zoomed_out = await m.get(SHEFFIELD, zoom=5)
+    assert [f["properties"]["count"] for f in zoomed_out["features"]] == [14]
+
+    few = await m.get(SHEFFIELD, zoom=14, bbox="-1.53,53.39,-1.51,53.41")  # under the threshold in this box
+    assert [f["properties"]["text"] for f in few["features"]] == ["loner"]
+
+
+async def test_the_index_follows_changes_after_it_is_built(m: Map) -> None:
+    await m.get(SHEFFIELD)  # builds the event's index
+    first = await m.post(SHEFFIELD, 53.38, -1.47, text="after")
+    assert [f["id"] for f in (await m.get(SHEFFIELD))["features"]] == [first["id"]]
+    await m.client.delete(f"/api/v1/updates/{first['id']}", headers=auth(m.officer))
+    assert (await m.get(SHEFFIELD))["features"] == []
