@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import resource
 import socket
 from collections import deque
 from collections.abc import Hashable
@@ -42,8 +40,6 @@ from .errors import ServiceUnavailable
 from .model import utc_now
 from .store.store import Change
 from .visibility import Item, Viewer, audience_key, stream_view
-
-log = logging.getLogger(__name__)
 
 STREAM_COLLS = frozenset({"updates", "rumours", "zones", "positions", "alerts"})
 STORE_REPLAY_MAX = 10_000
@@ -74,13 +70,16 @@ def chunk(data: bytes) -> bytes:
 
 
 class Entry:
-    """A change and its frames, one per audience key, made when first needed."""
+    """A change and its frames, one per audience key, made when first needed. The frames hold for as long as
+    the change's item has not changed again (`as_of`): once it has, what a viewer may see of the old version
+    can differ (a retracted update is not shown again to someone replaying from before it)."""
 
-    __slots__ = ("change", "frames")
+    __slots__ = ("change", "frames", "as_of")
 
     def __init__(self, change: Change) -> None:
         self.change = change
         self.frames: dict[Hashable, bytes] = {}
+        self.as_of = change.seq
 
 
 class Subscriber:
@@ -166,10 +165,21 @@ class Broker:
         if self._subs.get(event):
             self._pending.append((event, entry))
             if self._flush_handle is None and self._loop is not None:
-                self._flush_handle = self._loop.call_soon(self._flush)
+                # Two hops: the requests waiting for this change (its POST) answer first, then the fan-out
+                # runs; changes that arrive meanwhile join the same flush.
+                self._flush_handle = self._loop.call_soon(self._schedule_flush)
+
+    def _schedule_flush(self) -> None:
+        if self._loop is not None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _frame(self, entry: Entry, viewer: Viewer | None) -> bytes:
         change = entry.change
+        current = self.ctx.store.get(change.coll, change.data["id"])
+        as_of = change.seq if current is None else current["seq"]
+        if as_of != entry.as_of:  # changed since the frames were made: make them again, from visibility
+            entry.frames = {}
+            entry.as_of = as_of
         key = audience_key(change.coll, change.data, viewer)
         frame = entry.frames.get(key)
         if frame is None:
@@ -192,24 +202,21 @@ class Broker:
         for event, entry in pending:
             by_event.setdefault(event, []).append(entry)
         now = self._loop.time() if self._loop is not None else 0.0
+        limit = self.buffer_limit
         for event, entries in by_event.items():
             subs = self._subs.get(event)
             if not subs:
                 continue
             first = entries[0].change.seq
-            # Payloads, ready to write, shared by every subscriber of one audience: (chunked, viewer) -> bytes.
+            # What to write, shared by every subscriber of one audience: (chunked, audience keys) -> bytes.
+            # The public all see the same; staff share it when their audience keys match.
             shared: dict[tuple[bool, Hashable], bytes] = {}
+            over: list[Subscriber] = []
             for sub in list(subs):
-                if not sub.live:
-                    sub.held.extend(entries)
-                    if len(sub.held) > self.ring_size:
-                        self._drop(sub)  # replaying for so long that it would fall behind anyway
-                    continue
-                if sub.floor >= first:
-                    self._send(sub, [e for e in entries if e.change.seq > sub.floor], now)
+                if not sub.live or sub.floor >= first:
+                    self._join(sub, entries, now)
                     continue
                 viewer = sub.viewer
-                # Everyone in the public sees the same; staff share a payload when their audience keys match.
                 group = None if viewer is None else tuple(
                     [audience_key(e.change.coll, e.change.data, viewer) for e in entries])
                 data = shared.get((sub.chunked, group))
@@ -217,9 +224,31 @@ class Broker:
                     payload = b"".join([self._frame(e, viewer) for e in entries])
                     data = (chunk(payload) if sub.chunked else payload) if payload else b""
                     shared[(sub.chunked, group)] = data
-                if data:
-                    self._write(sub, data, now)
-                sub.floor = entries[-1].change.seq
+                if not data:
+                    continue
+                # The hot loop of the fan-out: kept to a check, a write and a size test per subscriber.
+                transport = sub.transport
+                if transport.is_closing():
+                    over.append(sub)
+                    continue
+                transport.write(data)
+                sub.last_write = now
+                if transport.get_write_buffer_size() > limit:
+                    over.append(sub)
+            for sub in over:
+                if sub.transport.is_closing():
+                    self._end(sub)
+                else:
+                    self._drop(sub)
+
+    def _join(self, sub: Subscriber, entries: list[Entry], now: float) -> None:
+        """A subscriber still replaying holds the changes; one that resumed ahead skips what it has."""
+        if not sub.live:
+            sub.held.extend(entries)
+            if len(sub.held) > self.ring_size:
+                self._drop(sub)  # replaying for so long that it would fall behind anyway
+            return
+        self._send(sub, [e for e in entries if e.change.seq > sub.floor], now)
 
     def _send(self, sub: Subscriber, entries: list[Entry], now: float) -> None:
         payload = b"".join([self._frame(e, sub.viewer) for e in entries])
@@ -361,38 +390,3 @@ def _tune(transport: asyncio.Transport, buffer_limit: int) -> None:
         # Bound the kernel's share of a stuck client's backlog too (Linux doubles this figure); otherwise
         # it could hold megabytes per subscriber before our own limit is ever reached.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(buffer_limit, 16 * 1024))
-
-
-def raise_open_files_limit() -> None:
-    """One open file per subscriber: lift the soft limit to the hard one (often 1,024 -> 1,048,576)."""
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        if soft != resource.RLIM_INFINITY and soft < target:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError) as exc:
-        log.warning("could not raise the open files limit: %s", exc)
-
-
-def install(app: web.Application, ctx: Context) -> Broker:
-    """Create the broker, start it once the store is open, and end every stream on shutdown."""
-    broker = Broker(ctx)
-    ctx.extensions["broker"] = broker
-
-    async def run(app: web.Application) -> Any:
-        raise_open_files_limit()
-        broker.start()
-        yield
-        await broker.stop()
-
-    async def on_shutdown(app: web.Application) -> None:
-        await broker.shutdown()
-
-    app.cleanup_ctx.append(run)
-    app.on_shutdown.append(on_shutdown)
-    return broker
-
-
-def broker_of(ctx: Context) -> Broker:
-    broker: Broker = ctx.extensions["broker"]
-    return broker

@@ -182,7 +182,19 @@ def stream_view(coll: str, item: Item, viewer: Viewer | None, lookup: Lookup = N
     if min_role is not None and (viewer is None or not viewer.at_least(min_role)):
         return None
     seen = view(coll, item, viewer, lookup)
+    if seen is not None and _out_of_sight_since(coll, item, viewer, lookup):
+        return None
     return seen if seen is not None else _removal(coll, item, viewer, lookup)
+
+
+def _out_of_sight_since(coll: str, item: Item, viewer: Viewer | None, lookup: Lookup) -> bool:
+    """A change replayed after its item has left the viewer's sight (an update retracted, a zone deleted, a
+    verdict withdrawn) does not show the old content again: the stream's replay of `since=0` must not be a
+    way to read what has been taken down. The viewer gets the removal when its own change comes."""
+    current = lookup.get(coll, item["id"]) if "id" in item else None
+    if current is None or current.get("seq") == item.get("seq"):
+        return False
+    return view(coll, current, viewer, lookup) is None
 
 
 def _removal(coll: str, item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
@@ -195,6 +207,10 @@ def _removal(coll: str, item: Item, viewer: Viewer | None, lookup: Lookup) -> It
     elif coll == "zones" and item.get("deleted"):
         if view(coll, {**item, "deleted": False}, viewer, lookup) is not None:
             return {"id": item["id"], "event": item.get("event"), "seq": item.get("seq"), "deleted": True}
+    elif coll == "rumours" and viewer is None and item.get("_answered"):
+        # Off the public board again (its rebuttal retracted, or the answer withdrawn by control): a rumour
+        # that was once answered in public (`_answered`, set with its first rebuttal) is taken down from pages.
+        return {"id": item["id"], "event": item.get("event"), "seq": item.get("seq"), "withdrawn": True}
     return None
 
 

@@ -7,7 +7,7 @@ with a colon are comments; an initial BOM is dropped; an event cut off by the en
 
     async with client.get(url) as resp:
         reader = SSEReader(resp.content)
-        event = await reader.next(timeout=5)
+        event = await reader.next(within=5)
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ class SSEReader:
     _data: list[str] = field(default_factory=list)
     _type: str = ""
 
-    async def next(self, timeout: float = 5.0) -> Event | None:
-        """The next event, or None at the end of the stream. TimeoutError if none arrives in time."""
-        async with asyncio.timeout(timeout):
+    async def next(self, within: float = 5.0) -> Event | None:
+        """The next event, or None at the end of the stream; TimeoutError if none arrives `within` seconds."""
+        async with asyncio.timeout(within):
             while True:
                 while self._lines:
                     event = self._line(self._lines.pop(0))
@@ -60,10 +60,10 @@ class SSEReader:
                     return None
                 await self._fill()
 
-    async def collect(self, count: int, timeout: float = 5.0) -> list[Event]:
-        out = []
+    async def collect(self, count: int, within: float = 5.0) -> list[Event]:
+        out: list[Event] = []
         while len(out) < count:
-            event = await self.next(timeout)
+            event = await self.next(within)
             if event is None:
                 break
             out.append(event)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from ..auth import require
@@ -18,7 +20,13 @@ GEOJSON = "application/geo+json"
 
 
 def setup(app: web.Application) -> None:
-    domain.install(app[CONTEXT])
+    index = domain.install(app[CONTEXT])
+
+    async def fill(app: web.Application) -> AsyncIterator[None]:
+        async for _ in domain.filling(index):
+            yield
+
+    app.cleanup_ctx.append(fill)
 
 
 def parse_layers(request: web.Request) -> tuple[str, ...]:
@@ -46,6 +54,7 @@ async def live_map(request: web.Request) -> web.Response:
     bbox = parse_bbox(raw_bbox) if raw_bbox else None
     since = int_param(request, "since")
     zoom = int_param(request, "zoom", lo=0, hi=MAX_ZOOM)
+    await domain.map_index(ctx).ready(event["tag"])
     q = domain.MapQuery(ctx, event["tag"], viewer_of(request), bbox, since, zoom)
     body = feature_collection(q.features(layers))
     body["last_seq"] = ctx.store.last_seq

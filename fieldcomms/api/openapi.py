@@ -29,6 +29,8 @@ def build_document(app: web.Application) -> dict[str, Any]:
     for module in load_modules():
         for path_, ops in getattr(module, "OPENAPI", {}).items():
             paths.setdefault(path_, {}).update(ops)
+    for item in paths.values():
+        _conditional(item.get("get"))
     extra = app.get(EXTRA_DESCRIPTION, [])
     return {
         "openapi": "3.1.0",
@@ -45,6 +47,26 @@ def build_document(app: web.Application) -> dict[str, Any]:
 
 
 EXTRA_DESCRIPTION = web.AppKey("openapi_extra_description", list)
+
+IF_NONE_MATCH = {
+    "name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+    "description": "An `ETag` from an earlier answer (or `*`): 304 without a body if it still matches.",
+}
+NOT_MODIFIED = {"description": "Not modified: the `If-None-Match` ETag still matches; no body."}
+
+
+def _conditional(operation: dict[str, Any] | None) -> None:
+    """Every GET answered with a body gets an ETag and honours If-None-Match (app.http_cache_middleware, and
+    the media handler): say so on each, as the answer a client will see. A stream has no ETag."""
+    if operation is None:
+        return
+    ok = operation.get("responses", {}).get("200", {})
+    if "text/event-stream" in ok.get("content", {}):
+        return
+    operation["responses"].setdefault("304", NOT_MODIFIED)
+    params = operation.setdefault("parameters", [])
+    if not any(p.get("in") == "header" and p.get("name", "").lower() == "if-none-match" for p in params):
+        params.append(IF_NONE_MATCH)
 
 
 @routes.get("/api/v1/openapi.json")

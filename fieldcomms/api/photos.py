@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..auth import require
 from ..context import Context
@@ -158,7 +159,7 @@ async def _open_multipart(request: web.Request, limit: int) -> MultipartReader:
         raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
     try:
         return await request.multipart()
-    except (ValueError, AssertionError, KeyError) as exc:
+    except (ValueError, AssertionError, KeyError, HttpProcessingError) as exc:
         raise BadRequest(f"The multipart body cannot be read: {exc}") from None
 
 
@@ -167,7 +168,8 @@ async def _parts(reader: MultipartReader) -> AsyncIterator[tuple[str, BodyPartRe
     while True:
         try:
             part = await reader.next()
-        except (ValueError, AssertionError, RuntimeError) as exc:
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+            # HttpProcessingError: a part's headers that do not parse (a control character, say).
             raise BadRequest(f"The multipart body is malformed: {exc}") from None
         if part is None:
             return
@@ -190,7 +192,7 @@ async def _read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
                 break
             chunks.append(chunk)
             size += len(chunk)
-    except ValueError as exc:
+    except (ValueError, HttpProcessingError) as exc:
         raise BadRequest(f"The multipart body is malformed: {exc}") from None
     if size > limit:
         raise PayloadTooLarge(f"The {what} is larger than {limit} bytes.")

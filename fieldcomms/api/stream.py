@@ -2,19 +2,56 @@
 
 from __future__ import annotations
 
+import logging
+import resource
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
+from ..context import Context
 from ..domain.events import get_event
 from ..keys import CONTEXT
-from ..live import STORE_REPLAY_MAX, broker_of, install
+from ..live import STORE_REPLAY_MAX, Broker
 from .common import ctx_of, int_param, viewer_of
 from .spec import op, path, query
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
 def setup(app: web.Application) -> None:
-    install(app, app[CONTEXT])
+    """Create the broker, start it once the store is open, and end every stream on shutdown."""
+    ctx = app[CONTEXT]
+    broker = Broker(ctx)
+    ctx.extensions["broker"] = broker
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        raise_open_files_limit()
+        broker.start()
+        yield
+        await broker.stop()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await broker.shutdown()
+
+    app.cleanup_ctx.append(run)
+    app.on_shutdown.append(on_shutdown)
+
+
+def broker_of(ctx: Context) -> Broker:
+    broker: Broker = ctx.extensions["broker"]
+    return broker
+
+
+def raise_open_files_limit() -> None:
+    """One open file per subscriber: lift the soft limit to the hard one (often 1,024 -> 1,048,576)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open files limit: %s", exc)
 
 
 def resume_point(request: web.Request) -> tuple[int | None, bool]:
@@ -35,6 +72,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     event = get_event(ctx, request.match_info["tag"])
     since, unreadable = resume_point(request)
+    if request.method == "HEAD":  # the headers a stream would start with, and no stream
+        return web.Response(headers={"Cache-Control": "no-cache, no-transform"}, content_type="text/event-stream")
     return await broker_of(ctx).serve(request, event["tag"], viewer_of(request), since, unreadable)
 
 
@@ -46,8 +85,9 @@ GeoJSON Feature, a position an item of `GET /officers`).
 
 Who receives what: the public, public data only (no token needed); officers, what they may see, alerts sent to
 them, but no positions; control, everything. A retraction or deletion reaches everyone who could see the item,
-as a tombstone (`{{id, event, seq, status: "retracted"}}` or `{{id, event, seq, deleted: true}}`); whoever could
-not see it hears nothing. An alert is sent again, with its new state, each time a recipient acknowledges it
+as a tombstone (`{{id, event, seq, status: "retracted"}}`, `{{id, event, seq, deleted: true}}`, or, for a rumour
+that leaves the public board, `{{id, event, seq, withdrawn: true}}`); whoever could not see it hears nothing.
+A replay never shows an item's older version to a viewer who may no longer see the item. An alert is sent again, with its new state, each time a recipient acknowledges it
 (control sees `acks`).
 
 Resuming: with `Last-Event-ID: N` (or `?since=N`; the header wins) the stream first replays every change after N

@@ -47,7 +47,7 @@ async def list_zones(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/zones/{id}")
 async def delete(request: web.Request) -> web.Response:
-    viewer = require(request, "officer")  # an officer gets 403 for a zone it can see, 404 for one it cannot
+    viewer = require(request, "control")
     await domain.delete_zone(ctx_of(request), request.match_info["id"], viewer)
     return web.Response(status=204)
 

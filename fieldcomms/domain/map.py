@@ -4,15 +4,17 @@ Updates and rumours are indexed per event and per audience: what the public may 
 `visibility.public_map_location`) and what staff see (every active item with a location; a retracted
 update leaves the map for everyone). So a public map, and its cluster counts, can never include an item
 the public may not see. The index only narrows the candidates: every item returned still goes through
-visibility. An event's indexes are built on its first map request and then kept in step by the store's
-apply hook, so a server start does not pay for maps nobody opens.
+visibility. After a start the indexes are filled in the background, a slice at a time, so neither the start
+nor the first map request pays for it; from then on the store's apply hook keeps them current.
 
 Officers come from the positions index (control only); zones are few and are filtered directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ LAYERS = ("updates", "rumours", "zones", "officers")
 POINT_COLLS = ("updates", "rumours")
 WORLD: Bbox = (-180.0, -90.0, 180.0, 90.0)
 CELL_PX = 60  # a cluster is a square of this many screen pixels at the requested zoom
+FILL_SLICE = 2000  # documents indexed between two turns of the loop while filling after a start
 
 
 def _staff_location(coll: str, doc: Doc) -> Doc | None:
@@ -43,7 +46,8 @@ class MapIndex:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._points: dict[tuple[str, str, str], PointIndex] = {}  # (event, coll, "public" | "staff")
-        self._built: set[tuple[str, str]] = set()
+        self._built: set[tuple[str, str]] = set()  # from here on, the apply hook keeps the indexes current
+        self._filling: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     def on_apply(self, coll: str, old: Doc | None, new: Doc) -> None:
         if coll in POINT_COLLS and (new.get("event"), coll) in self._built:
@@ -58,16 +62,49 @@ class MapIndex:
             else:
                 index.put(doc["id"], loc["lon"], loc["lat"], doc["seq"])
 
+    def _begin(self, event: str, coll: str) -> list[Doc]:
+        for aud in ("public", "staff"):
+            self._points[(event, coll, aud)] = PointIndex()
+        docs = [doc for doc in self.ctx.store.oldest_first(coll, event) if doc is not None]
+        self._built.add((event, coll))
+        return docs
+
     def index(self, event: str, coll: str, audience: str) -> PointIndex:
+        """The index, built now if nothing built it yet (`fill` normally has, in the background)."""
         if (event, coll) not in self._built:
-            # Synchronous: no change can be applied while the index is filled.
-            for aud in ("public", "staff"):
-                self._points[(event, coll, aud)] = PointIndex()
-            for doc in self.ctx.store.oldest_first(coll, event):
-                if doc is not None:
-                    self._place(event, coll, doc)
-            self._built.add((event, coll))
+            for doc in self._begin(event, coll):  # synchronous: no change can be applied meanwhile
+                self._place(event, coll, doc)
         return self._points[(event, coll, audience)]
+
+    async def ready(self, event: str) -> None:
+        """Wait until a background fill of this event's indexes is complete."""
+        for coll in POINT_COLLS:
+            filling = self._filling.get((event, coll))
+            if filling is not None:
+                await asyncio.shield(filling)
+
+    async def fill(self) -> None:
+        """Build every event's indexes after a start, a slice at a time, so the first map request does
+        not pay for it and the loop keeps serving meanwhile. Changes applied during the fill are kept
+        by the apply hook; the fill places a document only while it is still the current version."""
+        for event in [e["tag"] for e in self.ctx.store.all("events")]:
+            for coll in POINT_COLLS:
+                key = (event, coll)
+                if key in self._built:
+                    continue
+                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._filling[key] = done
+                try:
+                    docs = self._begin(event, coll)
+                    for i in range(0, len(docs), FILL_SLICE):
+                        for doc in docs[i:i + FILL_SLICE]:
+                            current = self.ctx.store.get(coll, doc["id"])
+                            if current is not None and current["seq"] == doc["seq"]:
+                                self._place(event, coll, doc)
+                        await asyncio.sleep(0)
+                finally:
+                    del self._filling[key]
+                    done.set_result(None)
 
 
 def install(ctx: Context) -> MapIndex:
@@ -75,6 +112,15 @@ def install(ctx: Context) -> MapIndex:
     ctx.extensions["map"] = index
     ctx.store.on_apply(index.on_apply)
     return index
+
+
+async def filling(index: MapIndex) -> AsyncIterator[None]:
+    """A cleanup context: fill the indexes in the background once the store is open."""
+    task = asyncio.get_running_loop().create_task(index.fill())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def map_index(ctx: Context) -> MapIndex:
@@ -118,19 +164,29 @@ class MapQuery:
         return out
 
     def _points(self, layer: str, coll: str, index: PointIndex) -> Iterator[Doc]:
-        pts = index.query_arrays(self.bbox)
-        if self.since is not None:
+        limit = self.ctx.settings.cluster_above
+        if self.since is None:
+            # The common map view: count first, and cluster straight from the index without copying its ids.
+            if self.zoom is not None and index.count(self.bbox) > limit:
+                yield from self._clusters(layer, coll, index.cluster(self.bbox, self.zoom, CELL_PX, max_ids=1))
+                return
+            pts = index.query_arrays(self.bbox)
+        else:
+            pts = index.query_arrays(self.bbox)
             pts = pts.take(pts.seq > self.since)
-        if self.zoom is not None and len(pts) > self.ctx.settings.cluster_above:
-            for c in cluster(pts, self.bbox, self.zoom, CELL_PX, max_ids=1):
-                if c["count"] == 1:
-                    f = self._item(layer, coll, c["ids"][0])
-                    if f is not None:
-                        yield f
-                else:
-                    yield _cluster_feature(layer, c)
-            return
+            if self.zoom is not None and len(pts) > limit:
+                yield from self._clusters(layer, coll, cluster(pts, self.bbox, self.zoom, CELL_PX, max_ids=1))
+                return
         yield from self._items(layer, coll, pts)
+
+    def _clusters(self, layer: str, coll: str, cells: list[Doc]) -> Iterator[Doc]:
+        for c in cells:
+            if c["count"] == 1:  # a cell of one point is that item itself
+                f = self._item(layer, coll, c["ids"][0])
+                if f is not None:
+                    yield f
+            else:
+                yield _cluster_feature(layer, c)
 
     def _items(self, layer: str, coll: str, pts: PointSet) -> Iterator[Doc]:
         for item_id in pts.ids[np.argsort(pts.seq, kind="stable")].tolist():

@@ -36,7 +36,7 @@ STATUSES = (UNVERIFIED, INVESTIGATING, *VERDICTS)
 CLAIM_MAX_CHARS = 500
 
 # Kept for urgency; the leading underscore is what the visibility layer strips, so no viewer ever sees it.
-INTERNAL_FIELDS = ("_sighting_times",)
+INTERNAL_FIELDS = ("_sighting_times", "_answered")
 
 Rumour = dict[str, Any]
 Actor = Mapping[str, Any]
@@ -215,6 +215,8 @@ def add_rebuttal(
         {"update_id": update["id"], "verdict": verdict, "url": url, "at": format_time(now), "by": _actor(by)},
     ]
     updated = _with_status(updated, verdict, by, now)
+    # Answered in public: once it leaves the board again, the stream tells the public to take it down.
+    updated["_answered"] = True
     return _refreshed(updated, now)
 
 

@@ -46,10 +46,22 @@ async def static_not_found(
         raise
 
 
+async def static_cache(request: web.Request, response: web.StreamResponse) -> None:
+    """Our files are linked with `?v=<content hash>`, so such a URL never changes: phones keep it for a year.
+    Leaflet's files change only with the package, so an hour without asking is safe."""
+    if not request.path.startswith("/static/") or response.status != 200:
+        return
+    if request.query.get("v"):
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    else:
+        response.headers.setdefault("Cache-Control", "public, max-age=3600")
+
+
 def setup(app: web.Application) -> None:
     setup_templates(app)
     security.install(app, app[SETTINGS].tile_url)
     app.middlewares.append(static_not_found)
+    app.on_response_prepare.append(static_cache)
 
 
 def _page(summary: str, description: str, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:

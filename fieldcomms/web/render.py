@@ -97,9 +97,9 @@ def setup_templates(app: web.Application) -> jinja2.Environment:
         default_helpers=False,
         trim_blocks=True,
         lstrip_blocks=True,
-        filters={"when": when, "thumb_size": thumb_size, "kind_label": kind_label, "kind_symbol": kind_symbol,
-                 "verdict_label": verdict_label, "jsonld": jsonld},
     )
+    env.filters.update({"when": when, "thumb_size": thumb_size, "kind_label": kind_label,
+                        "kind_symbol": kind_symbol, "verdict_label": verdict_label, "jsonld": jsonld})
     env.globals["static_url"] = static_url
     env.globals.pop("app", None)  # templates get what a page passes them, not the application
     return env

@@ -14,6 +14,7 @@ from shapely.geometry import Point, Polygon, shape
 
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
+from fieldcomms.keys import CONTEXT
 
 SYDNEY = "sydneyvigil"
 SHEFFIELD = "libdempolicing"
@@ -172,7 +173,7 @@ async def test_clusters_above_the_threshold_and_counts_add_up(make_map: Callable
     for i in range(5):
         await m.post(SHEFFIELD, 53.3600 + i * 1e-5, -1.4710)
     await m.post(SHEFFIELD, 53.4000, -1.5200, text="loner")
-    for i in range(6):
+    for _ in range(6):
         await m.post(SHEFFIELD, 53.3800, -1.4710, visibility="internal")
 
     unclustered = await m.get(SHEFFIELD)  # no zoom: never clustered
@@ -208,3 +209,75 @@ async def test_the_index_follows_changes_after_it_is_built(m: Map) -> None:
     assert [f["id"] for f in (await m.get(SHEFFIELD))["features"]] == [first["id"]]
     await m.client.delete(f"/api/v1/updates/{first['id']}", headers=auth(m.officer))
     assert (await m.get(SHEFFIELD))["features"] == []
+
+
+async def test_since_with_clustering(make_map: Callable[..., Awaitable[Map]]) -> None:
+    m = await make_map(cluster_above=3)
+    first = [await m.post(SHEFFIELD, 53.3800 + i * 1e-5, -1.4710) for i in range(5)]
+    for i in range(4):
+        await m.post(SHEFFIELD, 53.3600 + i * 1e-5, -1.4710)
+    body = await m.get(SHEFFIELD, zoom=14, since=first[-1]["seq"])
+    assert [(f["properties"]["layer"], f["properties"].get("count")) for f in body["features"]] == [("cluster", 4)]
+
+
+async def test_a_restarted_server_fills_its_map_in_the_background(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fieldcomms.domain import map as map_domain
+
+    monkeypatch.setattr(map_domain, "FILL_SLICE", 2)
+    settings = Settings(data_dir=str(tmp_path / "data"), fsync=False, demo_admin=False)
+    client = await aiohttp_client(create_app(settings))
+    m = Map(client, await make_user(client.app, "officer", "officer1"),
+            await make_user(client.app, "control", "control1"))
+    await m.event(SHEFFIELD)
+    posted = [await m.post(SHEFFIELD, 53.38 + i / 1000, -1.47) for i in range(7)]
+    await client.close()
+
+    client = await aiohttp_client(create_app(settings))  # the fill starts with the server
+    m.client = client
+    index = map_domain.map_index(client.app[CONTEXT])
+    # Changes made while the fill is under way are kept, and nothing retracted comes back.
+    await m.client.delete(f"/api/v1/updates/{posted[0]['id']}", headers=auth(m.officer))
+    late = await m.post(SHEFFIELD, 53.39, -1.47, text="late")
+    await index.ready(SHEFFIELD)
+    ids = [f["id"] for f in (await m.get(SHEFFIELD))["features"]]
+    assert ids == [u["id"] for u in posted[1:]] + [late["id"]]
+
+
+
+async def test_changes_during_the_background_fill_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from fieldcomms.context import Context
+    from fieldcomms.domain import map as map_domain
+    from fieldcomms.store import Store
+
+    monkeypatch.setattr(map_domain, "FILL_SLICE", 2)
+    store = Store(tmp_path, fsync=False)
+    ctx = Context(Settings(data_dir=str(tmp_path)), store)
+    index = map_domain.install(ctx)
+    await store.open()
+    await store.append("event", "events", {"id": SHEFFIELD, "tag": SHEFFIELD, "status": "live"})
+
+    def doc(n: int, **extra: Any) -> Json:
+        return {"id": f"upd_{n}", "event": SHEFFIELD, "visibility": "public", "status": "active",
+                "location": {"lat": 53.38 + n / 1000, "lon": -1.47}, **extra}
+
+    for n in range(8):
+        await store.append("update", "updates", doc(n))
+    task = asyncio.create_task(index.fill())
+    await asyncio.sleep(0)  # the fill has indexed its first slice (upd_0, upd_1) and yielded
+    assert index.index(SHEFFIELD, "updates", "public").count(map_domain.WORLD) == 2
+    store.append_nowait("update-retracted", "updates", doc(1, status="retracted"))  # indexed, then retracted
+    store.append_nowait("update-retracted", "updates", doc(6, status="retracted"))  # retracted before its turn
+    store.append_nowait("update", "updates", doc(5, location={"lat": 53.5, "lon": -1.5}))  # moved
+    store.append_nowait("update", "updates", doc(9))  # new
+    await index.ready(SHEFFIELD)
+    await task
+    public = index.index(SHEFFIELD, "updates", "public")
+    assert sorted(str(p[0]) for p in public.query(map_domain.WORLD)) == [
+        "upd_0", "upd_2", "upd_3", "upd_4", "upd_5", "upd_7", "upd_9"]
+    moved = public.get("upd_5")
+    assert moved is not None and moved[:2] == (-1.5, 53.5)
+    await store.close()

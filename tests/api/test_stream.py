@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,9 @@ class World:
         out: Json = await resp.json()
         return out
 
-    async def subscribe(self, token: str | None = None, **headers: str) -> tuple[ClientResponse, SSEReader]:
-        resp = await self.client.get(STREAM, headers={**auth(token), **headers})
+    async def subscribe(self, token: str | None = None, last_id: str | None = None) -> tuple[ClientResponse, SSEReader]:
+        headers = auth(token) if last_id is None else {**auth(token), "Last-Event-ID": last_id}
+        resp = await self.client.get(STREAM, headers=headers)
         assert resp.status == 200, await resp.text()
         return resp, SSEReader(resp.content)
 
@@ -82,11 +83,11 @@ async def world(make_world: Make) -> World:
     return await make_world()
 
 
-async def until(reader: SSEReader, event_type: str, text: str | None = None, timeout: float = 5.0) -> list[Event]:
+async def until(reader: SSEReader, event_type: str, text: str | None = None) -> list[Event]:
     """Every event up to and including the first of `event_type` (whose data mentions `text`)."""
     seen = []
     while True:
-        event = await reader.next(timeout)
+        event = await reader.next(5.0)
         assert event is not None, f"the stream ended before {event_type} {text}"
         seen.append(event)
         if event.type == event_type and (text is None or text in event.data):
@@ -190,11 +191,12 @@ async def test_retraction_of_an_internal_update_tells_the_public_nothing(world: 
 
 async def test_zones_and_their_deletion_on_the_stream(world: World) -> None:
     resp, public = await world.subscribe()
-    zone = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-1.4710, 53.3800]},
-            "properties": {"name": "Rendezvous", "kind": "rendezvous", "buffer_m": 30}}
+    props: Json = {"name": "Rendezvous", "kind": "rendezvous", "buffer_m": 30}
+    zone: Json = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-1.4710, 53.3800]},
+                  "properties": props}
     internal = await (await world.client.post(f"/api/v1/events/{TAG}/zones", json=zone,
                                               headers=auth(world.control))).json()
-    zone["properties"] = {**zone["properties"], "name": "Meeting point", "visibility": "public"}
+    zone["properties"] = {**props, "name": "Meeting point", "visibility": "public"}
     public_zone = await (await world.client.post(f"/api/v1/events/{TAG}/zones", json=zone,
                                                  headers=auth(world.control))).json()
     for z in (internal, public_zone):
@@ -220,13 +222,13 @@ async def _resume_exactly_once(world: World) -> None:
     for i in range(6):
         missed.append(await world.post(f"missed {i}", visibility="public"))
         await world.post(f"internal {i}")  # not for the public: skipped, never counted
-    resp, reader = await world.subscribe(**{"Last-Event-ID": last_id})
+    resp, reader = await world.subscribe(last_id=last_id)
     live = [await world.post(f"after {i}", visibility="public") for i in range(2)]
     got = await reader.collect(8)
     assert [e.json()["text"] for e in got] == [u["text"] for u in missed + live]
     assert [int(e.id) for e in got] == sorted({int(e.id) for e in got})  # in order, no duplicate
     with pytest.raises(TimeoutError):
-        await reader.next(timeout=0.3)  # and nothing more
+        await reader.next(within=0.3)  # and nothing more
     resp.close()
 
 
@@ -255,7 +257,7 @@ async def test_replay_from_the_store_carries_the_newest_state_once(make_world: M
     update = await world.post("Fargate closed", visibility="public")
     await world.client.post(f"/api/v1/updates/{update['id']}/amplify", headers=auth(world.officer2))
     await world.post("filler", visibility="public")
-    resp, reader = await world.subscribe(**{"Last-Event-ID": str(before)})
+    resp, reader = await world.subscribe(last_id=str(before))
     got = await reader.collect(2)
     assert [e.json()["text"] for e in got] == ["Fargate closed", "filler"]
     assert [a["callsign"] for a in got[0].json()["amplified_by"]] == ["officer2"]
@@ -264,7 +266,7 @@ async def test_replay_from_the_store_carries_the_newest_state_once(make_world: M
 
 async def test_a_resume_from_the_future_gets_reset_then_live_events(world: World) -> None:
     await world.post("one", visibility="public")
-    resp, reader = await world.subscribe(**{"Last-Event-ID": "999999"})
+    resp, reader = await world.subscribe(last_id="999999")
     reset = await reader.next()
     assert reset is not None and reset.type == "reset"
     assert int(reset.id) == reset.json()["last_seq"] == world.broker.published_seq
@@ -275,7 +277,7 @@ async def test_a_resume_from_the_future_gets_reset_then_live_events(world: World
 
 
 async def test_an_unreadable_last_event_id_gets_reset(world: World) -> None:
-    resp, reader = await world.subscribe(**{"Last-Event-ID": "abc"})
+    resp, reader = await world.subscribe(last_id="abc")
     event = await reader.next()
     assert event is not None and event.type == "reset"
     resp.close()
@@ -284,7 +286,7 @@ async def test_an_unreadable_last_event_id_gets_reset(world: World) -> None:
 async def test_resume_from_a_list_last_seq_skips_what_the_list_had(world: World) -> None:
     await world.post("listed", visibility="public")
     listed = await (await world.client.get(UPDATES)).json()
-    resp, reader = await world.subscribe(**{"Last-Event-ID": str(listed["last_seq"])})
+    resp, reader = await world.subscribe(last_id=str(listed["last_seq"]))
     update = await world.post("new", visibility="public")
     event = await reader.next()
     assert event is not None and event.json()["id"] == update["id"]
@@ -312,7 +314,7 @@ async def test_a_reader_that_never_reads_does_not_delay_another(make_world: Make
 
     async def read_all() -> None:
         for _ in range(count):
-            event = await reader.next(timeout=10)
+            event = await reader.next(within=10)
             assert event is not None
             lags.append(time.monotonic() - posted[int(event.json()["text"].split()[0])])
 
@@ -334,7 +336,7 @@ async def test_keep_alive_comments_arrive(make_world: Make) -> None:
     world = await make_world(sse_keepalive_s=0.2)
     resp, reader = await world.subscribe()
     with pytest.raises(TimeoutError):
-        await reader.next(timeout=0.7)
+        await reader.next(within=0.7)
     assert reader.comments.count("keep-alive") >= 2
     resp.close()
 
@@ -346,11 +348,11 @@ async def test_shutdown_ends_open_streams_at_once(make_world: Make) -> None:
     await world.client.server.close()
     assert time.monotonic() - started < 2.0
     for _resp, reader in streams:
-        assert await reader.next(timeout=2) is None  # the stream ended cleanly
+        assert await reader.next(within=2) is None  # the stream ended cleanly
 
 
 @pytest.mark.slow
-async def test_fieldcomms_serve_stops_at_once_with_streams_open(tmp_path: Path) -> None:
+def test_fieldcomms_serve_stops_at_once_with_streams_open(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -361,54 +363,84 @@ async def test_fieldcomms_serve_stops_at_once_with_streams_open(tmp_path: Path) 
                            check=True, cwd=ROOT, env=env).stdout.strip().splitlines()[-1]
     proc = subprocess.Popen([sys.executable, "-m", "fieldcomms", "serve", "--data-dir", str(data), "--port",
                              str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    streams = []
     try:
-        writers = await _open_streams(port, token, proc)
+        _wait_listening(port, proc)
+        bearer = f"Authorization: Bearer {token}\r\n"
+        body = b'{"tag": "libdempolicing", "title": "t", "status": "live"}'
+        head = _request(port, f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                              f"Content-Length: {len(body)}\r\nConnection: close\r\n{bearer}\r\n".encode() + body,
+                        b"\r\n\r\n")
+        assert b" 201 " in head.split(b"\r\n")[0], head
+        for auth_header in ("", bearer, bearer):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(f"GET {STREAM} HTTP/1.1\r\nHost: x\r\n{auth_header}\r\n".encode())
+            assert b" 200 " in _read_until(sock, b"retry: 3000")
+            streams.append(sock)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(proc.wait, 10)
+        proc.wait(10)
         assert time.monotonic() - started < 3.0
         assert proc.returncode == 0
-        for w in writers:
-            w.close()
+        for sock in streams:
+            assert _read_until(sock, b"0\r\n\r\n")  # each stream was ended properly: the last chunk
     finally:
+        for sock in streams:
+            sock.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
 
-async def _open_streams(port: int, token: str, proc: subprocess.Popen[bytes]) -> list[asyncio.StreamWriter]:
+def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while True:
         assert proc.poll() is None, "the server exited"
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            break
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
         except OSError:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
-    writer.close()
-    headers = {"Authorization": f"Bearer {token}"}
-    req = ''.join(f"{k}: {v}\r\n" for k, v in headers.items())
-    await _post_event(port, req)
-    writers = []
-    for _ in range(3):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET {STREAM} HTTP/1.1\r\nHost: x\r\n{req}\r\n".encode())
-        head = await asyncio.wait_for(reader.readuntil(b"retry: 3000"), 10)
-        assert b"200 OK" in head
-        writers.append(writer)
-    return writers
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
 
 
-async def _post_event(port: int, auth_headers: str) -> None:
-    body = b'{"tag": "libdempolicing", "title": "t", "status": "live"}'
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(body)}\r\nConnection: close\r\n{auth_headers}\r\n".encode() + body)
-    status = await asyncio.wait_for(reader.readline(), 10)
-    assert b"201" in status, status
-    writer.close()
+def _request(port: int, raw: bytes, until: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        return _read_until(sock, until)
 
 
-async def _unused() -> AsyncIterator[None]:  # keeps the AsyncIterator import honest for type checkers
-    yield
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    got = b""
+    while marker not in got:
+        data = sock.recv(65536)
+        if not data:
+            break
+        got += data
+    return got
+
+
+async def test_head_answers_without_a_stream(world: World) -> None:
+    resp = await world.client.head(STREAM)
+    assert resp.status == 200 and resp.content_type == "text/event-stream"
+    assert world.broker.stats()["subscribers"] == 0
+
+
+async def test_a_replay_never_shows_again_what_was_taken_down(world: World) -> None:
+    resp, live = await world.subscribe()  # so the update's public frame is made and kept in the ring
+    update = await world.post("Fargate closed: SECRET-AFTER-RETRACTION", visibility="public")
+    await until(live, "update")
+    await world.client.delete(f"/api/v1/updates/{update['id']}", headers=auth(world.officer))
+    await until(live, "update-retracted")
+    resp.close()
+    for headers in ({"Last-Event-ID": "0"}, {"Last-Event-ID": str(update["seq"] - 1)}):
+        resp = await world.client.get(STREAM, headers=headers)
+        got = await SSEReader(resp.content).next()
+        assert got is not None and got.type == "update-retracted" and got.json()["id"] == update["id"]
+        assert "SECRET" not in got.data
+        resp.close()
+    # Its author may still read it, so gets both changes, in order.
+    resp, own = await world.subscribe(world.officer, last_id="0")
+    got = await own.collect(2)
+    assert [(e.type, e.json()["status"]) for e in got] == [("update", "active"), ("update-retracted", "retracted")]
+    resp.close()

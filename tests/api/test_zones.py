@@ -57,8 +57,9 @@ def beside_route(metres: float) -> tuple[float, float]:
     return destination(*mid, metres, along + 90)
 
 
-async def create(client: TestClient, token: str, zone: Json, status: int = 201, **headers: str) -> Json:
-    resp = await client.post(ZONES, json=zone, headers={**auth(token), **headers})
+async def create(client: TestClient, token: str, zone: Json, status: int = 201, key: str | None = None) -> Json:
+    headers = auth(token) if key is None else {**auth(token), "Idempotency-Key": key}
+    resp = await client.post(ZONES, json=zone, headers=headers)
     assert resp.status == status, await resp.text()
     body: Json = await resp.json()
     return body
@@ -162,11 +163,11 @@ async def test_bad_properties_are_422_all_at_once(client: TestClient, control_to
 
 
 async def test_idempotency_key(client: TestClient, control_token: str, event: Json) -> None:
-    first = await create(client, control_token, DEMO_AREA, **{"Idempotency-Key": "zone-1"})
-    again = await create(client, control_token, DEMO_AREA, **{"Idempotency-Key": "zone-1"})
+    first = await create(client, control_token, DEMO_AREA, key="zone-1")
+    again = await create(client, control_token, DEMO_AREA, key="zone-1")
     assert again == first
     assert len((await (await client.get(ZONES, headers=auth(control_token))).json())["features"]) == 1
-    await create(client, control_token, MARCH_ROUTE, 422, **{"Idempotency-Key": "zone-1"})
+    await create(client, control_token, MARCH_ROUTE, 422, key="zone-1")
 
 
 # ---- updates tagged with zones at write time ---------------------------------------------------------------

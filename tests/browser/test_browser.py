@@ -39,6 +39,7 @@ DEVONSHIRE_GREEN = {"lat": 53.3788, "lon": -1.4786}
 CITY_HALL = {"lat": 53.3810, "lon": -1.4712}
 FARGATE = {"lat": 53.3815, "lon": -1.4675}
 WEST_STREET = {"lat": 53.3804, "lon": -1.4772}
+LEOPOLD_STREET = {"lat": 53.3817, "lon": -1.4742}
 
 
 def unavailable(reason: str) -> None:
@@ -361,9 +362,9 @@ def test_control_room_draws_every_layer_live(server: LiveServer, world: Json, wa
     page.evaluate("window.__sameDocument = true")
     before = page.evaluate("window.fieldcomms.control.officerLatLng('ALPHA1')")
     assert before["lat"] == pytest.approx(BARKERS_POOL["lat"]) and before["lon"] == pytest.approx(BARKERS_POOL["lon"])
-    server.ok("POST", f"/api/v1/events/{TAG}/positions", t["alpha"], FARGATE, status=204)
+    server.ok("POST", f"/api/v1/events/{TAG}/positions", t["alpha"], LEOPOLD_STREET, status=204)
     wait_until(page, """p => { const o = window.fieldcomms.control.officerLatLng('ALPHA1');
-        return Math.abs(o.lat - p.lat) < 1e-6 && Math.abs(o.lon - p.lon) < 1e-6; }""", FARGATE)
+        return Math.abs(o.lat - p.lat) < 1e-6 && Math.abs(o.lon - p.lon) < 1e-6; }""", LEOPOLD_STREET)
     assert page.locator("#map [data-layer=officers]").count() == 2  # moved, not duplicated
 
     new = server.ok("POST", f"/api/v1/events/{TAG}/updates", t["bravo"], {
@@ -371,10 +372,13 @@ def test_control_room_draws_every_layer_live(server: LiveServer, world: Json, wa
     page.locator(f"#map [data-layer=updates][data-id='{new['id']}']").wait_for()
     server.ok("DELETE", f"/api/v1/updates/{new['id']}", t["bravo"])
     page.locator(f"#map [data-layer=updates][data-id='{new['id']}']").wait_for(state="detached")
-    server.ok("POST", f"/api/v1/events/{TAG}/zones", t["control"], {
+    rendezvous = server.ok("POST", f"/api/v1/events/{TAG}/zones", t["control"], {
         "type": "Feature", "geometry": {"type": "Point", "coordinates": [-1.4676, 53.3817]},
         "properties": {"name": "Rendezvous point, Fargate", "kind": "rendezvous", "buffer_m": 30}}, status=201)
-    wait_until(page, "() => window.fieldcomms.control.layerCounts().zones === 4")
+    page.locator(f"#map path[data-layer=zones][data-id='{rendezvous['id']}']").wait_for()
+    assert server.request("DELETE", f"/api/v1/zones/{rendezvous['id']}", t["control"])[0] == 204
+    page.locator(f"#map path[data-layer=zones][data-id='{rendezvous['id']}']").wait_for(state="detached")
+    assert layer_counts(page)["zones"] == 3
     server.ok("PATCH", f"/api/v1/rumours/{world['kettle']['id']}", t["control"], {"status": "investigating"})
     page.locator(f"#map [data-layer=rumours][data-id='{world['kettle']['id']}'][data-status=investigating]").wait_for()
     page.locator(f"#rumour-queue > li[data-rumour-id='{world['kettle']['id']}'][data-status=investigating]").wait_for()
@@ -396,4 +400,68 @@ def test_control_room_refuses_an_officer_token(server: LiveServer, world: Json, 
     page.locator("#login-error", has_text="needs a control token").wait_for()
     assert page.locator("#control").is_hidden()
     assert page.evaluate("sessionStorage.getItem('fieldcomms.token')") is None
+    watched.assert_clean()
+
+
+# ---- clusters ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crowded_server(tmp_path_factory: pytest.TempPathFactory, server: LiveServer) -> Iterator[LiveServer]:
+    """A second server that clusters any layer with more than 5 points in view, holding 40 public updates."""
+    root = tmp_path_factory.mktemp("crowded")
+    env = server_env(tile_url="", fsync="false", demo_admin="false", log_level="WARNING", cluster_above="5")
+    tokens = {"control": add_user(root / "data", env, "CONTROL1", "control"),
+              "alpha": add_user(root / "data", env, "ALPHA1", "officer")}
+    live = LiveServer(root / "data", root / "server.log", env, tokens=tokens)
+    live.start()
+    live.ok("POST", "/api/v1/events", tokens["control"], {"tag": TAG, "title": "Crowded", "status": "live"}, status=201)
+    for i in range(40):
+        where = {"lat": 53.3790 + (i % 8) * 0.0004, "lon": -1.4760 + (i // 8) * 0.0006}
+        live.ok("POST", f"/api/v1/events/{TAG}/updates", tokens["alpha"], {
+            "text": f"Steward point {i}", "visibility": "public", "location": where}, status=201)
+    yield live
+    live.stop()
+
+
+SHOWN_UPDATES = """() => {
+    const clustered = [...document.querySelectorAll('#map .fc-cluster[data-of=updates]')]
+        .reduce((n, c) => n + Number(c.dataset.count), 0);
+    return {clusters: document.querySelectorAll('#map .fc-cluster[data-of=updates]').length,
+            single: document.querySelectorAll('#map .fc-update[data-layer=updates]').length, clustered};
+}"""
+
+
+def zoom_out(page: Any, times: int) -> None:
+    for _ in range(times):
+        page.locator(".leaflet-control-zoom-out").click()
+        page.wait_for_timeout(350)
+
+
+def test_maps_cluster_when_zoomed_out(crowded_server: LiveServer, watched: Watched) -> None:
+    page, server = watched.page, crowded_server
+    map_requests: list[str] = []
+    page.on("request", lambda r: map_requests.append(r.url) if "/map?" in r.url else None)
+    sign_in(page, server)
+    zoom_out(page, 4)
+    wait_until(page, f"""() => {{ const s = ({SHOWN_UPDATES})();
+        return s.clusters >= 1 && s.clustered + s.single === 40 && s.clustered > s.single; }}""")
+    assert any("zoom=" in url and "bbox=" in url for url in map_requests), map_requests
+    shown = page.evaluate(SHOWN_UPDATES)
+    screenshot(page, "control-room-clusters.png")
+    # A cluster opens on a click: the map zooms to its box and shows what it held.
+    biggest = max(int(c) for c in page.locator("#map .fc-cluster[data-of=updates]").evaluate_all(
+        "cs => cs.map(c => c.dataset.count)"))
+    page.locator(f"#map .fc-cluster[data-of=updates][data-count='{biggest}']").first.click()
+    wait_until(page, f"n => ({SHOWN_UPDATES})().single > n", shown["single"])
+
+    public = watched.page.context.new_page()
+    checked = Watched(public)
+    public.goto(f"{server.url}/events/{TAG}")
+    wait_until(public, f"() => ({SHOWN_UPDATES})().clustered + ({SHOWN_UPDATES})().single === 40")
+    public.locator(".leaflet-control-zoom-out").click()
+    wait_until(public, f"() => ({SHOWN_UPDATES})().clusters >= 1")
+    screenshot(public, "public-feed-clusters.png")
+    public.close()
+    checked.assert_clean()
     watched.assert_clean()

@@ -120,6 +120,16 @@ async def test_static_files_and_errors_carry_the_headers_too(client: TestClient)
     assert b"Leaflet" in await resp.read()
 
 
+async def test_static_files_linked_by_content_hash_are_cached_for_good(client: TestClient, event: Json) -> None:
+    _, doc = await page(client, f"/events/{TAG}")
+    [ours] = [src for src in doc.xpath("//script/@src") if src.startswith("/static/public.js")]
+    assert "?v=" in ours
+    resp = await client.get(ours)
+    assert resp.status == 200 and "immutable" in resp.headers["Cache-Control"]
+    resp = await client.get("/static/nosuchfile.js?v=1")
+    assert resp.status == 404 and "immutable" not in resp.headers.get("Cache-Control", "")
+
+
 async def test_pages_load_only_local_scripts_and_styles(client: TestClient, event: Json) -> None:
     """Leaflet comes from the xstatic package, never a CDN; each referenced file is served."""
     for url in PAGES:

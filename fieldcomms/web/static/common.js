@@ -188,6 +188,44 @@
     });
   }
 
+  /* The map's view as a `bbox` parameter, a little larger than what shows so a small pan needs no fetch. */
+  function bboxOf(map) {
+    var b = map.getBounds().pad(0.25);
+    var clamp = function (v, lo, hi) { return Math.min(hi, Math.max(lo, v)); };
+    return [clamp(b.getWest(), -180, 180), clamp(b.getSouth(), -90, 90), clamp(b.getEast(), -180, 180),
+      clamp(b.getNorth(), -90, 90)].map(function (v) { return v.toFixed(6); }).join(",");
+  }
+
+  /* A `layer: "cluster"` feature as a count bubble; clicking it zooms to the cluster's box. */
+  function clusterMarker(map, feature) {
+    var p = feature.properties || {};
+    var count = Number(p.count) || 0;
+    var size = Math.round(30 + 10 * Math.log10(Math.max(count, 1)));
+    var node = el("span", {class: "fc-cluster of-" + p.of, "data-layer": "cluster", "data-of": p.of,
+      "data-count": count, title: count + " " + p.of + ": zoom in"}, String(count));
+    var marker = window.L.marker([feature.geometry.coordinates[1], feature.geometry.coordinates[0]], {
+      icon: window.L.divIcon({className: "fc-icon", html: node, iconSize: [size, size], iconAnchor: [size / 2, size / 2]}),
+      title: count + " " + p.of + ", zoom in", keyboard: true
+    });
+    var b = p.bbox;
+    marker.bbox = b && b.length === 4 ? window.L.latLngBounds([[b[1], b[0]], [b[3], b[2]]]) : null;
+    marker.on("click", function () {
+      if (marker.bbox && marker.bbox.isValid()) map.fitBounds(marker.bbox, {padding: [20, 20], maxZoom: 18});
+      else map.setView(marker.getLatLng(), map.getZoom() + 2);
+    });
+    return marker;
+  }
+
+  /* Every feature of some layer groups (and clusters' boxes) in one bounds. */
+  function boundsOf(groups, clusters) {
+    var bounds = window.L.latLngBounds([]);
+    groups.forEach(function (g) {
+      g.eachLayer(function (l) { bounds.extend(l.getBounds ? l.getBounds() : l.getLatLng()); });
+    });
+    (clusters || []).forEach(function (c) { bounds.extend(c.bbox || c.getLatLng()); });
+    return bounds;
+  }
+
   function featureId(feature) {
     var p = feature.properties || {};
     if (feature.id !== undefined && feature.id !== null) return String(feature.id);
@@ -215,5 +253,8 @@
   FC.tileLayer = tileLayer;
   FC.updateIcon = updateIcon;
   FC.featureId = featureId;
+  FC.bboxOf = bboxOf;
+  FC.clusterMarker = clusterMarker;
+  FC.boundsOf = boundsOf;
   FC.config = configOf;
 })();

@@ -74,6 +74,10 @@
     if (result && result.catch) result.catch(function () { return null; });
   }
 
+  function plural(n, word) {
+    return n + " " + word + (n === 1 ? "" : "s");
+  }
+
   function randomKey() {
     var bytes = new Uint8Array(16);
     window.crypto.getRandomValues(bytes);
@@ -143,16 +147,9 @@
     map.on("moveend", function () { if (fitted) later("map", loadMap, 300); });
   }
 
-  function bboxParam() {
-    var b = map.getBounds().pad(0.25);
-    var clamp = function (v, lo, hi) { return Math.min(hi, Math.max(lo, v)); };
-    return [clamp(b.getWest(), -180, 180), clamp(b.getSouth(), -90, 90), clamp(b.getEast(), -180, 180),
-      clamp(b.getNorth(), -90, 90)].map(function (v) { return v.toFixed(6); }).join(",");
-  }
-
   function loadMap() {
     var params = new URLSearchParams({layers: "updates,rumours,zones,officers", zoom: String(Math.round(map.getZoom()))});
-    if (fitted) params.set("bbox", bboxParam());
+    if (fitted) params.set("bbox", FC.bboxOf(map));
     return call("GET", API + "/map?" + params.toString()).then(function (collection) {
       var seen = {updates: {}, rumours: {}, zones: {}, officers: {}};
       clearClusters();
@@ -191,11 +188,7 @@
   }
 
   function fitAll() {
-    var bounds = L.latLngBounds([]);
-    Object.keys(groups).forEach(function (name) {
-      groups[name].eachLayer(function (l) { bounds.extend(l.getBounds ? l.getBounds() : l.getLatLng()); });
-    });
-    clusters.forEach(function (c) { bounds.extend(c.getLatLng()); });
+    var bounds = FC.boundsOf(Object.keys(groups).map(function (name) { return groups[name]; }), clusters);
     if (bounds.isValid()) map.fitBounds(bounds, {padding: [24, 24], maxZoom: 17});
     else later("map", loadMap, 0);
   }
@@ -254,7 +247,7 @@
     if (!r.location) return hide("rumours", r.id);
     var marker = L.marker([r.location.lat, r.location.lon], {icon: rumourIcon(r), title: "Rumour: " + FC.truncate(r.claim, 60)});
     marker.bindPopup(popup("Rumour: " + FC.verdictLabel(r.status), [
-      FC.truncate(r.claim, 300), (r.sightings || 0) + " sightings, last " + FC.when(r.last_seen_at)]));
+      FC.truncate(r.claim, 300), plural(r.sightings || 0, "sighting") + ", last " + FC.when(r.last_seen_at)]));
     put("rumours", r.id, marker, r, live);
   }
 
@@ -313,7 +306,9 @@
       entry.layer.setPopupContent(officerPopup(data));
       return;
     }
-    var marker = L.marker([where.lat, where.lon], {icon: officerIcon(officer, stale), title: officer.callsign});
+    // Officers are drawn above everything else: where people are matters most.
+    var marker = L.marker([where.lat, where.lon], {icon: officerIcon(officer, stale), title: officer.callsign,
+      zIndexOffset: 1000});
     marker.bindPopup(officerPopup(data));
     put("officers", officer.id, marker, data, live);
     items.officers[officer.id].stale = stale;
@@ -358,22 +353,9 @@
   }
 
   function addCluster(f) {
-    var p = f.properties || {};
-    var group = groups[p.of];
+    var group = groups[(f.properties || {}).of];
     if (!group || !f.geometry) return;
-    var count = Number(p.count) || 0;
-    var size = Math.round(30 + 10 * Math.log10(Math.max(count, 1)));
-    var node = FC.el("span", {class: "fc-cluster of-" + p.of, "data-layer": "cluster", "data-of": p.of,
-      "data-count": count, title: count + " " + p.of + ": zoom in"}, String(count));
-    var marker = L.marker([f.geometry.coordinates[1], f.geometry.coordinates[0]], {
-      icon: L.divIcon({className: "fc-icon", html: node, iconSize: [size, size], iconAnchor: [size / 2, size / 2]}),
-      title: count + " " + p.of, keyboard: true
-    });
-    marker.on("click", function () {
-      var b = p.bbox;
-      if (b && b.length === 4) map.fitBounds([[b[1], b[0]], [b[3], b[2]]], {padding: [20, 20]});
-      else map.setView(marker.getLatLng(), map.getZoom() + 2);
-    });
+    var marker = FC.clusterMarker(map, f);
     marker.group = group;
     group.addLayer(marker);
     clusters.push(marker);
@@ -391,7 +373,7 @@
           FC.el("span", {class: "verdict verdict-" + r.status}, FC.verdictLabel(r.status)),
           FC.el("span", {class: "claim-text"}, r.claim),
           FC.el("span", {class: "meta"}, "Urgency " + Number(r.urgency || 0).toFixed(2) + " \u00b7 " +
-            (r.sightings || 0) + " sightings, " + (r.sightings_last_hour || 0) + " in the last hour \u00b7 last " +
+            plural(r.sightings || 0, "sighting") + ", " + (r.sightings_last_hour || 0) + " in the last hour \u00b7 last " +
             FC.when(r.last_seen_at)));
         if (r.location) {
           var go = FC.el("button", {type: "button", class: "button-quiet"}, "Show on map");

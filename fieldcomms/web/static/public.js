@@ -26,6 +26,9 @@
 
   /* ---- the map ------------------------------------------------------------------------------------ */
 
+  var fitted = false;
+  var clusters = [];
+
   function initMap() {
     var container = document.getElementById("map");
     if (!container || !window.L) return;
@@ -34,21 +37,49 @@
     FC.tileLayer(map, cfg.tileUrl, container);
     zonesGroup = window.L.layerGroup().addTo(map);
     updatesGroup = window.L.layerGroup().addTo(map);
-    fetch(cfg.mapUrl, {headers: {Accept: "application/geo+json, application/json"}})
+    map.on("moveend", function () {
+      if (!fitted) return;
+      clearTimeout(FC.publicPage.mapTimer);
+      FC.publicPage.mapTimer = setTimeout(loadMap, 300);
+    });
+    loadMap();
+  }
+
+  /* The public zones and updates in view; with `zoom`, a crowded layer comes back as clusters, so a phone
+     never downloads a hundred thousand points. The first fetch is for the whole event, to frame it. */
+  function loadMap() {
+    var params = new URLSearchParams({layers: "updates,zones", zoom: String(Math.round(map.getZoom()))});
+    if (fitted) params.set("bbox", FC.bboxOf(map));
+    return fetch(cfg.mapUrl + "?" + params.toString(), {headers: {Accept: "application/geo+json, application/json"}})
       .then(function (resp) {
         if (!resp.ok) throw new Error("map " + resp.status);
         return resp.json();
       })
       .then(function (collection) {
+        clusters.forEach(function (c) { updatesGroup.removeLayer(c); });
+        clusters = [];
+        var seen = {};
         (collection.features || []).forEach(function (f) {
           var layer = (f.properties || {}).layer;
           if (layer === "zones") addZone(f);
-          else if (layer === "updates") addMarker(Object.assign({}, f.properties, {location: lonLat(f)}));
+          else if (layer === "updates") {
+            seen[FC.featureId(f)] = true;
+            addMarker(Object.assign({}, f.properties, {location: lonLat(f)}));
+          } else if (layer === "cluster" && f.geometry) {
+            var marker = FC.clusterMarker(map, f);
+            clusters.push(marker);
+            updatesGroup.addLayer(marker);
+          }
         });
-        fit();
+        Object.keys(markers).forEach(function (id) { if (!seen[id]) removeMarker(id); });
+        if (!fitted) {
+          fitted = true;
+          var bounds = FC.boundsOf([zonesGroup, updatesGroup], clusters);
+          if (bounds.isValid()) map.fitBounds(bounds, {padding: [16, 16], maxZoom: 16});
+        }
       })
       .catch(function () {
-        container.setAttribute("data-error", "true");
+        document.getElementById("map").setAttribute("data-error", "true");
         say("The map could not be loaded; the updates below are complete.");
       });
   }
@@ -56,14 +87,6 @@
   function lonLat(feature) {
     var g = feature.geometry;
     return g && g.type === "Point" ? {lat: g.coordinates[1], lon: g.coordinates[0]} : null;
-  }
-
-  function fit() {
-    var bounds = window.L.latLngBounds([]);
-    [zonesGroup, updatesGroup].forEach(function (g) {
-      g.eachLayer(function (l) { bounds.extend(l.getBounds ? l.getBounds() : l.getLatLng()); });
-    });
-    if (bounds.isValid()) map.fitBounds(bounds, {padding: [16, 16], maxZoom: 16});
   }
 
   function addZone(feature) {
