@@ -29,6 +29,8 @@ class AuthFailureLimiter:
         self._clock = clock
 
     def check(self, request: web.Request) -> None:
+        if not self._blocked_until:  # the usual case: no address has spent its budget
+            return
         address = client_address(request, self._trusted)
         until = self._blocked_until.get(address)
         if until is None:

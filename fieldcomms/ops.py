@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -40,6 +41,19 @@ class Metrics:
         self.latency = Histogram("fieldcomms_request_seconds", "Time to answer, by route (streams: until closed).",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(self)
+        self._request_children: dict[tuple[str, str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, str(status))
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(*key)
+        counter.inc()
+        histogram = self._latency_children.get(route)
+        if histogram is None:
+            histogram = self._latency_children[route] = self.latency.labels(route)
+        histogram.observe(seconds)
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         ctx = self.app[CONTEXT]
@@ -83,8 +97,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         elapsed = time.perf_counter() - started
         route = route_of(request)
         metrics: Metrics = request.app[METRICS]  # type: ignore[assignment]
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.latency.labels(route).observe(elapsed)
+        metrics.observe(route, request.method, status, elapsed)
         if access_log.isEnabledFor(logging.INFO):
             viewer = request.get(VIEWER)
             # Never the Authorization header, the query string's values or any body: tokens and report

@@ -8,8 +8,8 @@ from ..auth import require
 from ..domain import positions as domain
 from ..domain.events import get_event, open_event
 from ..idempotency import Slot, fingerprint, key_from
-from .common import ctx_of, json_response, read_json
-from .spec import op, path, ref
+from .common import Page, ctx_of, json_response, read_json
+from .spec import PAGING, list_of, op, path, ref
 
 routes = web.RouteTableDef()
 
@@ -30,6 +30,15 @@ async def create(request: web.Request) -> web.Response:
     fp = fingerprint(event["tag"], body)
     status, out = await ctx.extensions["idempotency"].run(viewer.id, key_from(request), fp, create_it)
     return json_response(out, status=status)
+
+
+@routes.get("/api/v1/events/{tag}/alerts")
+async def list_alerts(request: web.Request) -> web.Response:
+    viewer = require(request, "officer")
+    ctx = ctx_of(request)
+    event = get_event(ctx, request.match_info["tag"])
+    # Officers get the alerts sent to them, control every alert: the visibility rule decides.
+    return json_response(Page(request).collect(ctx, "alerts", event["tag"], viewer))
 
 
 @routes.post("/api/v1/alerts/{id}/ack")
@@ -56,6 +65,11 @@ OPENAPI = {
                                "The alert goes out on the stream as an `alert` event to its recipients and to "
                                "control, and again each time a recipient acknowledges it. 409 if the event is "
                                "closed."),
+        "get": op("Alerts of the event (an extension): control sees every alert with its acks, an officer "
+                  "the alerts sent to them.", role="officer", schema=list_of(ref("Alert")),
+                  params=[path("tag"), *PAGING],
+                  description="So that a control room opened later, or a handset that was offline, can show "
+                              "the alerts already sent. Paged like every list."),
     },
     "/api/v1/alerts/{id}/ack": {
         "post": op("Acknowledge an alert.", role="officer", ok="204", params=[path("id")],

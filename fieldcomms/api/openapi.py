@@ -13,12 +13,23 @@ from .spec import op
 routes = web.RouteTableDef()
 
 DESCRIPTION = """\
-The fieldcomms HTTP contract (shared/API.md), as served. Extensions beyond that contract are listed here.
+The fieldcomms HTTP contract (shared/API.md), as served. Extensions beyond that contract are listed here;
+each operation's description states the rules API.md left open.
 
 Extensions:
 - Every list answers `{"items", "last_seq"}`; with `since`, `last_seq` is where to continue when a page was full.
 - A request that sends an unknown or revoked token gets 401 even on public routes, so a handset learns at once.
+- Failed token checks are rate-limited per client address (`auth_failures_per_minute`): 429 with `Retry-After`.
 - `Idempotency-Key` answers are kept for `idempotency_ttl_hours` (default 48, never less than 24).
+  `POST /api/v1/users` replays the first body with `"token": null` (only a hash of a token is kept).
+- The stream tells whoever could see an item that it went: `update-retracted` and `zone-deleted` carry a tombstone
+  (`id`, `event`, `seq`), and a rumour that leaves the public board is sent to the public as a `rumour` event
+  with `{"id", "event", "seq", "withdrawn": true}`.
+- Positions keep a short `track` (the last 20 points); `GET /officers` shows it to control.
+- `POST /alerts` answers with the whole alert (a superset of `{id, recipients}`); control lists acks at
+  `GET /api/v1/alerts/{id}`.
+- The map's FeatureCollection carries `last_seq`; naming the `officers` layer without the control role is 401/403.
+- `GET /metrics` (Prometheus) for admins, or for the addresses in `metrics_allow`.
 """
 
 

@@ -225,3 +225,32 @@ async def test_alert_idempotency(client: TestClient, control_token: str, squad: 
     again = await client.post(ALERTS, json=body, headers={**auth(control_token), **key})
     assert first.status == again.status == 201
     assert (await first.json()) == (await again.json())
+
+
+async def test_alert_list_extension_control_sees_all_officers_their_own(client, control_token, event, user_factory):
+    """GET /events/{tag}/alerts: control lists every alert with acks; an officer only those sent to them;
+    the public gets 401."""
+    from tests.conftest import auth
+
+    near = await user_factory("officer", "NEAR1")
+    far = await user_factory("officer", "FAR1")
+    tag = event["tag"]
+    for token, lat in ((near, 53.3800), (far, 53.4500)):
+        r = await client.post(f"/api/v1/events/{tag}/positions", json={"lat": lat, "lon": -1.4710},
+                              headers=auth(token))
+        assert r.status == 204
+    r = await client.post(f"/api/v1/events/{tag}/alerts", json={
+        "text": "Crush risk at Barkers Pool", "location": {"lat": 53.3801, "lon": -1.4711}, "radius_m": 200},
+        headers=auth(control_token))
+    assert r.status == 201
+    alert = await r.json()
+    assert [x["callsign"] for x in alert["recipients"]] == ["NEAR1"]
+    assert (await client.post(f"/api/v1/alerts/{alert['id']}/ack", headers=auth(near))).status == 204
+    control_list = await (await client.get(f"/api/v1/events/{tag}/alerts", headers=auth(control_token))).json()
+    assert [a["id"] for a in control_list["items"]] == [alert["id"]]
+    assert [a["callsign"] for a in control_list["items"][0]["acks"]] == ["NEAR1"]
+    mine = await (await client.get(f"/api/v1/events/{tag}/alerts", headers=auth(near))).json()
+    assert [a["id"] for a in mine["items"]] == [alert["id"]] and "acks" not in mine["items"][0]
+    other = await (await client.get(f"/api/v1/events/{tag}/alerts", headers=auth(far))).json()
+    assert other["items"] == []
+    assert (await client.get(f"/api/v1/events/{tag}/alerts")).status == 401

@@ -387,6 +387,13 @@
     });
   }
 
+  function loadAlerts() {
+    // Alerts sent before this page opened: the stream only brings new ones.
+    return call("GET", API + "/alerts?limit=100").then(function (page) {
+      (page.items || []).forEach(showAlert);
+    });
+  }
+
   function loadReports() {
     return call("GET", API + "/reports?limit=20").then(function (page) {
       var list = $("reports");
@@ -578,6 +585,7 @@
     quietly(loadRumours);
     quietly(loadMap);
     quietly(loadReports);
+    quietly(loadAlerts);
   }
 
   function start() {
@@ -591,7 +599,7 @@
       if (lastEventId === null) lastEventId = cfg.lastSeq || null;
     }).then(function () {
       connect();
-      return Promise.all([loadMap(), loadReports()]);
+      return Promise.all([loadMap(), loadReports(), loadAlerts()]);
     }).then(function () {
       FC.control.ready = true;
     }).catch(function (err) {
