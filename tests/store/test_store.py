@@ -393,3 +393,20 @@ async def test_no_snapshot_after_the_journal_failed(tmp_path: Path) -> None:
         assert again.snapshot_seq == 0
     finally:
         await again.close()
+
+
+async def test_a_large_store_closes_without_a_snapshot_and_replays_its_journal(tmp_path, monkeypatch):
+    """Shutdown must stay quick: above CLOSE_SNAPSHOT_MAX_DOCS the journal tail is kept for the next start."""
+    from fieldcomms.store import store as store_module
+
+    monkeypatch.setattr(store_module, "CLOSE_SNAPSHOT_MAX_DOCS", 5)
+    store = Store(tmp_path)
+    await store.open()
+    for i in range(10):
+        await store.append("update", "updates", {"id": f"u{i}", "event": "ev", "text": str(i)})
+    await store.close()
+    assert not (tmp_path / store_module.SNAPSHOT).exists()
+    again = Store(tmp_path)
+    await again.open()
+    assert again.last_seq == 10 and again.get("updates", "u9")["text"] == "9"
+    await again.close(snapshot=False)
