@@ -30,6 +30,7 @@ Extensions:
   `GET /api/v1/alerts/{id}`.
 - The map's FeatureCollection carries `last_seq`; naming the `officers` layer without the control role is 401/403.
 - `GET /metrics` (Prometheus) for admins, or for the addresses in `metrics_allow`.
+- A query parameter given with an empty value (`?since=`) counts as absent, as HTML forms send them.
 """
 
 
