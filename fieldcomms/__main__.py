@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,11 +36,13 @@ async def _bootstrap_admin(ctx: Context) -> str | None:
 
 
 async def serve(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import create_app
+    from .ops import configure_logging
+    from .server import FieldcommsRunner, wait_for_stop_signal
 
+    configure_logging(settings.log_level)
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = FieldcommsRunner(app, settings)
     try:
         await runner.setup()
     except DataDirLocked as exc:
@@ -49,7 +50,8 @@ async def serve(settings: Settings) -> int:
         return 1
     ctx = app[CONTEXT]
     token = await _bootstrap_admin(ctx)
-    site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=5.0)
+    # Many handsets and thousands of stream subscribers connect at once when an event goes live.
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     try:
         await site.start()
     except OSError as exc:
@@ -67,13 +69,12 @@ async def serve(settings: Settings) -> int:
         print(f"  public page:  {base}/events/{event['tag']}\n  control room: {base}/control/{event['tag']}",
               flush=True)
     print(f"  API document: {base}/api/v1/openapi.json", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    print("fieldcomms: shutting down", flush=True)
+    sig = await wait_for_stop_signal()
+    started = time.monotonic()
+    print(f"fieldcomms: {sig.name}: shutting down (streams end now; requests in flight get "
+          f"{settings.shutdown_grace_s:g} s)", flush=True)
     await runner.cleanup()
+    print(f"fieldcomms: stopped in {time.monotonic() - started:.2f} s (seq {ctx.store.last_seq})", flush=True)
     return 0
 
 

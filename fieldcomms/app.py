@@ -14,6 +14,7 @@ from types import ModuleType
 
 from aiohttp import hdrs, web
 from aiohttp.web_exceptions import HTTPException
+from aiohttp.web_protocol import RequestPayloadError
 
 from .auth import auth_middleware
 from .config import Settings
@@ -85,6 +86,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         elif exc.status == 405:
             detail = f"{request.method} is not allowed here; allowed: {exc.headers.get(hdrs.ALLOW, '')}"
         return problem_response(exc.status, exc.reason, detail, headers=headers)
+    except RequestPayloadError:
+        # The body's framing or Content-Encoding is broken (bad gzip, a bad chunk): the client's mistake.
+        return problem_response(400, "Bad request",
+                                "The request body cannot be read: its framing or Content-Encoding is broken.")
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
@@ -125,11 +130,14 @@ def load_modules() -> list[ModuleType]:
     return [importlib.import_module(name) for name in API_MODULES]
 
 
+def max_request_bytes(settings: Settings) -> int:
+    """The largest request body: a multipart update with its photos. JSON bodies are capped per handler."""
+    return settings.max_photos_per_update * (settings.max_photo_bytes + 64 * 1024) + settings.max_body_bytes
+
+
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
-    # The largest request is a multipart update with its photos; JSON bodies are capped per handler.
-    max_size = settings.max_photos_per_update * (settings.max_photo_bytes + 64 * 1024) + settings.max_body_bytes
     app = web.Application(middlewares=[error_middleware, http_cache_middleware, auth_middleware],
-                          client_max_size=max_size)
+                          client_max_size=max_request_bytes(settings))
     store = store or Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
     ctx = Context(settings, store)
     idem = Idempotency(store, settings.idempotency_ttl_hours)

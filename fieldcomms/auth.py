@@ -23,8 +23,9 @@ def new_token() -> str:
 
 
 def hash_token(token: str) -> str:
-    # Tokens are 256 random bits, so a fast hash is enough: there is nothing to brute-force.
-    return hashlib.sha256(token.encode()).hexdigest()
+    # Tokens are 256 random bits, so a fast hash is enough: there is nothing to brute-force. A header's bytes
+    # that are not UTF-8 reach us as surrogates: such a token is merely unknown, not an error.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def viewer_for_token(store: Store, token: str) -> Viewer | None:

@@ -50,6 +50,14 @@ class Settings:
     sse_buffer_bytes: int = setting(256 * 1024, "Unsent stream bytes allowed per subscriber before it is dropped.")
     sse_keepalive_s: float = setting(15.0, "Seconds between keep-alive comments on the stream.")
     sse_ring_size: int = setting(10_000, "Recent changes kept in memory per event for stream replay.")
+    header_timeout_s: float = setting(
+        10.0, "Seconds a client has to send a request's headers, from connecting (or from the first byte of the "
+        "next request on a kept-alive connection); slower clients are cut off (slowloris).")
+    body_timeout_s: float = setting(
+        60.0, "Seconds a request body may go without a byte arriving before the connection is closed.")
+    keepalive_timeout_s: float = setting(75.0, "Seconds an idle kept-alive connection stays open.")
+    shutdown_grace_s: float = setting(
+        3.0, "On SIGTERM, seconds in-flight requests get to finish before they are cancelled; streams end at once.")
     metrics_allow: list[str] = setting([], "Addresses that may read /metrics without a token (else admin only).")
     log_level: str = setting("INFO", "Logging level.")
     demo_admin: bool = setting(True, "On an empty data directory, create an admin and print its token.")

@@ -7,7 +7,9 @@ Registered in app.API_MODULES like an api module: `routes`, `OPENAPI` and `setup
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import xstatic.pkg.leaflet
@@ -37,13 +39,31 @@ async def static_not_found(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """A directory under /static/ is refused as not found, like anything else that is not a file we serve:
-    a 403 would tell a prober that the directory exists."""
+    a 403 would tell a prober that the directory exists. A missing file is refused here too, before
+    aiohttp's FileResponse would answer it with an empty application/octet-stream 404 of its own (which no
+    middleware sees)."""
+    resource = request.match_info.route.resource if request.match_info.route is not None else None
+    if isinstance(resource, web.StaticResource):
+        directory = Path(resource.get_info()["directory"])
+        if not await asyncio.to_thread(_servable, directory, request.match_info.get("filename", "")):
+            raise web.HTTPNotFound()
     try:
         return await handler(request)
     except web.HTTPForbidden:
         if request.path.startswith("/static/"):
             raise web.HTTPNotFound() from None
         raise
+
+
+def _servable(directory: Path, filename: str) -> bool:
+    """A regular file inside `directory` (symlinks not followed out of it)."""
+    try:
+        if Path(filename).is_absolute():
+            return False
+        path = (directory / filename).resolve()
+        return path.is_relative_to(directory.resolve()) and path.is_file()
+    except (OSError, ValueError, RuntimeError):  # NUL bytes, over-long names, symlink loops
+        return False
 
 
 async def static_cache(request: web.Request, response: web.StreamResponse) -> None:

@@ -441,6 +441,6 @@ async def test_a_replay_never_shows_again_what_was_taken_down(world: World) -> N
         resp.close()
     # Its author may still read it, so gets both changes, in order.
     resp, own = await world.subscribe(world.officer, last_id="0")
-    got = await own.collect(2)
-    assert [(e.type, e.json()["status"]) for e in got] == [("update", "active"), ("update-retracted", "retracted")]
+    both = await own.collect(2)
+    assert [(e.type, e.json()["status"]) for e in both] == [("update", "active"), ("update-retracted", "retracted")]
     resp.close()
