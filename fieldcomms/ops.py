@@ -73,7 +73,7 @@ class Metrics:
         broker = ctx.extensions.get("broker")
         if broker is not None:
             yield GaugeMetricFamily("fieldcomms_stream_subscribers", "Open live-stream subscribers.",
-                                    value=len(getattr(broker, "subscribers", ())))
+                                    value=broker.stats()["subscribers"])
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # collected fresh each scrape

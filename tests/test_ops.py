@@ -65,3 +65,18 @@ async def test_access_log_is_json_without_secrets(client, officer_token, event, 
     assert post["path"] == f"/api/v1/events/{event['tag']}/updates"
     assert officer_token not in caplog.text
     assert "logged" not in caplog.text  # no bodies
+
+
+async def test_metrics_count_open_stream_subscribers(client, admin_token, event):
+    async def subscribers() -> float:
+        text = await (await client.get("/metrics", headers=auth(admin_token))).text()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        return families["fieldcomms_stream_subscribers"].samples[0].value
+
+    assert await subscribers() == 0
+    streams = [await client.get(f"/api/v1/events/{event['tag']}/stream") for _ in range(3)]
+    for stream in streams:
+        await stream.content.readuntil(b"retry: 3000")
+    assert await subscribers() == 3
+    for stream in streams:
+        stream.close()
