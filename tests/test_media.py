@@ -17,6 +17,7 @@ from PIL.PngImagePlugin import PngInfo
 from fieldcomms import media
 from fieldcomms.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from fieldcomms.media import MediaStore, ProcessedPhoto, is_photo_id, process_photo
+from tests.imagebytes import jpeg_segments, png_chunks
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "samples" / "photos"
 XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF>officer 4711 was here</rdf:RDF></x:xmpmeta>'
@@ -63,31 +64,6 @@ def dms(d: int, m: int, s_hundredths: int) -> tuple[R, R, R]:
     return (R(d, 1), R(m, 1), R(s_hundredths, 100))
 
 
-def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
-    """(marker, payload) for every segment before the scan data."""
-    assert data[:2] == b"\xff\xd8"
-    out, pos = [], 2
-    while pos < len(data):
-        assert data[pos] == 0xFF, f"not a marker at {pos}"
-        marker = data[pos + 1]
-        if marker == 0xD9:
-            break
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        out.append((marker, data[pos + 4 : pos + 2 + length]))
-        if marker == 0xDA:  # start of scan: entropy-coded data follows, no more header segments
-            break
-        pos += 2 + length
-    return out
-
-
-def png_chunks(data: bytes) -> list[bytes]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    out, pos = [], 8
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        out.append(kind)
-        pos += 12 + length
-    return out
 
 
 def png_chunk(kind: bytes, payload: bytes) -> bytes:

@@ -31,6 +31,7 @@ from fieldcomms.app import create_app
 from fieldcomms.config import Settings
 from fieldcomms.errors import PayloadTooLarge, ValidationFailed
 from fieldcomms.keys import CONTEXT
+from tests.imagebytes import jpeg_segments, png_chunks
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "samples" / "photos"
 TAG = "libdempolicing"
@@ -129,30 +130,6 @@ def small_jpeg(colour: str = "navy") -> bytes:
 # --- reading the served bytes by hand --------------------------------------------------------------------
 
 
-def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
-    assert data[:2] == b"\xff\xd8"
-    out, pos = [], 2
-    while pos < len(data):
-        assert data[pos] == 0xFF, f"not a marker at {pos}"
-        marker = data[pos + 1]
-        if marker == 0xD9:
-            break
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        out.append((marker, data[pos + 4 : pos + 2 + length]))
-        if marker == 0xDA:
-            break
-        pos += 2 + length
-    return out
-
-
-def png_chunks(data: bytes) -> list[bytes]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    out, pos = [], 8
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        out.append(kind)
-        pos += 12 + length
-    return out
 
 
 def assert_metadata_free(blob: bytes, content_type: str) -> Image.Image:
