@@ -1,15 +1,19 @@
 """live.Broker: the event stream (Server-Sent Events) to many subscribers from one process.
 
 The store calls `publish` once a change is durable, in seq order. `publish` never waits for a client:
-it puts the change in the event's replay ring and schedules one flush for the next turn of the loop, so
-the changes of one group commit (or of one busy moment) reach each subscriber as a single write.
+it puts the change in the event's replay ring and in the event's list of changes still to deliver, and
+starts a delivery pass if none is running.
 
-A flush frames each change once per audience (`visibility.audience_key`: the public, officers, control,
-and per officer where it matters, e.g. alerts) and writes the same bytes to every subscriber of that
-audience, straight to its transport. There is no task or queue per subscriber: the transport's write
-buffer is the bounded queue and the kernel is its writer. A subscriber whose unsent bytes pass
-`sse_buffer_bytes` is disconnected at once; its client resumes with `Last-Event-ID`. One ticker writes
-the keep-alive comments and notices closed connections.
+A pass walks the event's subscribers in slices of `SLICE`, yielding to the loop between slices so requests
+are answered meanwhile. Each subscriber visited gets, in one write, every change after the last one it was
+sent (`floor`), so a change published during a pass reaches the subscribers not yet visited in that same pass
+and the others in the next one, which starts at once: a change waits at most about one pass, and under load
+the changes of one pass go out together instead of one write per change. The bytes are framed once per
+audience (`visibility.audience_key`: the public, officers, control, and per officer where it matters, e.g.
+alerts) and shared by every subscriber of that audience, written straight to its transport. There is no task
+or queue per subscriber: the transport's write buffer is the bounded queue and the kernel is its writer. A
+subscriber whose unsent bytes pass `sse_buffer_bytes` is disconnected at once; its client resumes with
+`Last-Event-ID`. One ticker writes the keep-alive comments and notices closed connections.
 
 Resuming (`Last-Event-ID: N` or `?since=N`): the subscriber is registered first, so every change published
 from then on is held for it; then everything after N up to that moment is replayed, from the ring when the
@@ -25,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Hashable
 from typing import Any
@@ -45,7 +49,8 @@ from .visibility import Item, Viewer, audience_key, stream_view
 STREAM_COLLS = frozenset({"updates", "rumours", "zones", "positions", "alerts"})
 STORE_REPLAY_MAX = 10_000
 REPLAY_WRITE = 64 * 1024  # replay is written in pieces this large, each waiting for the client
-REPLAY_STALL_S = 30.0  # a client that takes no replay data for this long is dropped
+REPLAY_STALL_S = 30.0
+SLICE = 500  # subscribers written per turn of the loop during a delivery pass  # a client that takes no replay data for this long is dropped
 RETRY = b"retry: 3000\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache, no-transform",
@@ -99,6 +104,23 @@ class Subscriber:
         self.last_write = now
 
 
+class Fanout:
+    """One event's changes still to be delivered to some live subscriber, and the delivery pass over them."""
+
+    __slots__ = ("entries", "seqs", "visit", "pos", "upto", "shared", "handle")
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.seqs: list[int] = []  # the entries' seqs, for bisect
+        self.visit: list[Subscriber] | None = None  # the subscribers of the pass in progress
+        self.pos = 0  # the next of them to visit
+        self.upto = 0  # the newest seq when the pass began: every live subscriber has it once the pass ends
+        # What to write, shared by every subscriber of one audience: (first entry, newest seq, chunked,
+        # audience keys) -> bytes. The public all see the same; staff share it when their keys match.
+        self.shared: dict[tuple[int, int, bool, Hashable], bytes] = {}
+        self.handle: asyncio.Handle | None = None
+
+
 class Broker:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -111,13 +133,9 @@ class Broker:
         self._rings: dict[str, deque[Entry]] = {}
         self._ring_floor: dict[str, int] = {}  # the ring holds every change of the event after this seq
         self._subs: dict[str, dict[Subscriber, None]] = {}
-        self._pending: list[tuple[str, Entry]] = []
-        self._flush_handle: asyncio.Handle | None = None
-        # Self-pacing: after a fan-out that took D seconds the next one waits until D has passed again, so
-        # writing to subscribers takes at most about half the core and, under load, the changes of that
-        # pause go out together in one write per subscriber instead of one write per change.
-        self._next_flush_at = 0.0
-        self.flushes = 0
+        self._fans: dict[str, Fanout] = {}
+        self._replaying: dict[str, dict[Subscriber, None]] = {}  # registered, not yet live: they hold changes
+        self.passes = 0
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closing = False
@@ -146,8 +164,9 @@ class Broker:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
+        for fan in self._fans.values():
+            if fan.handle is not None:
+                fan.handle.cancel()
 
     def stats(self) -> dict[str, int]:
         return {"subscribers": sum(len(s) for s in self._subs.values()), "dropped": self.dropped,
@@ -168,20 +187,26 @@ class Broker:
             self._ring_floor[event] = ring[0].change.seq
         entry = Entry(change)
         ring.append(entry)
-        if self._subs.get(event):
-            self._pending.append((event, entry))
-            if self._flush_handle is None and self._loop is not None:
-                wait = self._next_flush_at - self._loop.time()
-                if wait > 0:
-                    self._flush_handle = self._loop.call_later(wait, self._flush)
-                else:
-                    # Two hops: the requests waiting for this change (its POST) answer first, then the
-                    # fan-out runs; changes that arrive meanwhile join the same flush.
-                    self._flush_handle = self._loop.call_soon(self._schedule_flush)
+        for sub in list(self._replaying.get(event, ())):
+            sub.held.append(entry)
+            if len(sub.held) > self.ring_size:
+                self._drop(sub)  # replaying for so long that it would fall behind anyway
+        if not self._subs.get(event):
+            return
+        fan = self._fans.get(event)
+        if fan is None:
+            fan = self._fans[event] = Fanout()
+        fan.entries.append(entry)
+        fan.seqs.append(change.seq)
+        if fan.handle is None and fan.visit is None and self._loop is not None:
+            # Two hops: the requests waiting for this change (its POST) answer first, then the pass
+            # starts; changes that arrive meanwhile join it.
+            fan.handle = self._loop.call_soon(self._soon, event)
 
-    def _schedule_flush(self) -> None:
-        if self._loop is not None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+    def _soon(self, event: str) -> None:
+        fan = self._fans.get(event)
+        if fan is not None and self._loop is not None:
+            fan.handle = self._loop.call_soon(self._deliver, event)
 
     def _frame(self, entry: Entry, viewer: Viewer | None) -> bytes:
         change = entry.change
@@ -205,69 +230,71 @@ class Broker:
             return position_out(seen, utc_now().timestamp(), self.ctx.settings.stale_after_minutes * 60)
         return seen
 
-    def _flush(self) -> None:
-        started = time.perf_counter()
-        try:
-            self._fan_out()
-        finally:
-            self.flushes += 1
-            if self._loop is not None:
-                self._next_flush_at = self._loop.time() + (time.perf_counter() - started)
-
-    def _fan_out(self) -> None:
-        self._flush_handle = None
-        pending, self._pending = self._pending, []
-        by_event: dict[str, list[Entry]] = {}
-        for event, entry in pending:
-            by_event.setdefault(event, []).append(entry)
-        now = self._loop.time() if self._loop is not None else 0.0
-        limit = self.buffer_limit
-        for event, entries in by_event.items():
-            subs = self._subs.get(event)
-            if not subs:
-                continue
-            first = entries[0].change.seq
-            # What to write, shared by every subscriber of one audience: (chunked, audience keys) -> bytes.
-            # The public all see the same; staff share it when their audience keys match.
-            shared: dict[tuple[bool, Hashable], bytes] = {}
-            over: list[Subscriber] = []
-            for sub in list(subs):
-                if not sub.live or sub.floor >= first:
-                    self._join(sub, entries, now)
-                    continue
-                viewer = sub.viewer
-                group = None if viewer is None else tuple(
-                    [audience_key(e.change.coll, e.change.data, viewer) for e in entries])
-                data = shared.get((sub.chunked, group))
-                if data is None:
-                    payload = b"".join([self._frame(e, viewer) for e in entries])
-                    data = (chunk(payload) if sub.chunked else payload) if payload else b""
-                    shared[(sub.chunked, group)] = data
-                if not data:
-                    continue
-                # The hot loop of the fan-out: kept to a check, a write and a size test per subscriber.
-                transport = sub.transport
-                if transport.is_closing():
-                    over.append(sub)
-                    continue
-                transport.write(data)
-                sub.last_write = now
-                if transport.get_write_buffer_size() > limit:
-                    over.append(sub)
-            for sub in over:
-                if sub.transport.is_closing():
-                    self._end(sub)
-                else:
-                    self._drop(sub)
-
-    def _join(self, sub: Subscriber, entries: list[Entry], now: float) -> None:
-        """A subscriber still replaying holds the changes; one that resumed ahead skips what it has."""
-        if not sub.live:
-            sub.held.extend(entries)
-            if len(sub.held) > self.ring_size:
-                self._drop(sub)  # replaying for so long that it would fall behind anyway
+    def _deliver(self, event: str) -> None:
+        """One slice of a delivery pass over the event's subscribers (see the module docstring)."""
+        fan = self._fans.get(event)
+        if fan is None or self._loop is None:
             return
-        self._send(sub, [e for e in entries if e.change.seq > sub.floor], now)
+        fan.handle = None
+        if fan.visit is None:  # a new pass
+            subs = self._subs.get(event)
+            if not subs or not fan.entries:
+                del self._fans[event]
+                return
+            fan.visit, fan.pos, fan.upto = list(subs), 0, fan.seqs[-1]
+            self.passes += 1
+        visit, start = fan.visit, fan.pos
+        end = min(start + SLICE, len(visit))
+        entries, seqs, shared = fan.entries, fan.seqs, fan.shared
+        newest = seqs[-1]
+        now = self._loop.time()
+        limit = self.buffer_limit
+        over: list[Subscriber] = []
+        # The hot loop: per subscriber a comparison, a dictionary lookup, a write and a size test.
+        for k in range(start, end):
+            sub = visit[k]
+            floor = sub.floor
+            if floor >= newest or not sub.live:
+                continue
+            i = bisect_right(seqs, floor)
+            viewer = sub.viewer
+            group = None if viewer is None else tuple(
+                [audience_key(e.change.coll, e.change.data, viewer) for e in entries[i:]])
+            key = (i, newest, sub.chunked, group)
+            data = shared.get(key)
+            if data is None:
+                payload = b"".join([self._frame(e, viewer) for e in entries[i:]])
+                data = shared[key] = (chunk(payload) if sub.chunked else payload) if payload else b""
+            sub.floor = newest
+            if not data:
+                continue
+            transport = sub.transport
+            if transport.is_closing():
+                over.append(sub)
+                continue
+            transport.write(data)
+            sub.last_write = now
+            if transport.get_write_buffer_size() > limit:
+                over.append(sub)
+        for sub in over:
+            if sub.transport.is_closing():
+                self._end(sub)
+            else:
+                self._drop(sub)
+        fan.pos = end
+        if end < len(visit):
+            fan.handle = self._loop.call_soon(self._deliver, event)
+            return
+        # The pass is over: every live subscriber has every change up to `upto` (those that went live or
+        # subscribed meanwhile started at or after it), so those are forgotten here (the ring keeps them).
+        fan.visit = None
+        done = bisect_right(seqs, fan.upto)
+        del entries[:done], seqs[:done]
+        fan.shared = {}
+        if entries:  # changes arrived during the pass: the subscribers visited before them need them
+            fan.handle = self._loop.call_soon(self._deliver, event)
+        else:
+            del self._fans[event]
 
     def _send(self, sub: Subscriber, entries: list[Entry], now: float) -> None:
         payload = b"".join([self._frame(e, sub.viewer) for e in entries])
@@ -297,9 +324,17 @@ class Broker:
             subs.pop(sub, None)
             if not subs:
                 del self._subs[sub.event]
+        self._not_replaying(sub)
         sub.held = []
         if not sub.done.done():
             sub.done.set_result(None)
+
+    def _not_replaying(self, sub: Subscriber) -> None:
+        replaying = self._replaying.get(sub.event)
+        if replaying is not None:
+            replaying.pop(sub, None)
+            if not replaying:
+                del self._replaying[sub.event]
 
     async def _tick(self) -> None:
         interval = max(0.05, min(self.keepalive_s / 2, 1.0))
@@ -338,11 +373,13 @@ class Broker:
         replay, floor = self._replay(event, viewer, since, start) if since is not None or unreadable else ([], start)
         sub = Subscriber(event, viewer, transport, chunked, self._loop.create_future(), floor, self._loop.time())
         self._subs.setdefault(event, {})[sub] = None
+        self._replaying.setdefault(event, {})[sub] = None
         try:
             await resp.write(RETRY)  # also sends the headers
             await _write_pieces(resp, replay)
             del replay
             if not sub.done.done():
+                self._not_replaying(sub)
                 held, sub.held = sub.held, []
                 sub.live = True
                 self._send(sub, [e for e in held if e.change.seq > sub.floor], self._loop.time())

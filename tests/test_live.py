@@ -68,6 +68,8 @@ def subscribe(broker: Broker, viewer: Viewer | None, transport: FakeTransport, l
                      loop.time())
     sub.live = live_
     broker._subs.setdefault("ev", {})[sub] = None
+    if not live_:
+        broker._replaying.setdefault("ev", {})[sub] = None
     return sub
 
 
@@ -123,28 +125,44 @@ async def test_a_stuck_subscriber_is_dropped_and_the_others_carry_on(broker: Bro
     for seq in range(1, 40):
         broker.publish(update(seq))  # publish returns at once whatever the clients do
         await turn()
-    await asyncio.sleep(0.2)  # a paced flush may still be due
     assert stuck.closed and stuck_sub.done.done()
     assert broker.stats() == {"subscribers": 1, "dropped": 1, "published_seq": 39}
-    # Every change reached the healthy subscriber, once and in order (pacing may put several in one write).
+    # Every change reached the healthy subscriber, once and in order (several may share one write).
     delivered = b"".join(fine.writes)
     assert [int(x) for x in re.findall(rb"\nid: (\d+)\n", b"\n" + delivered)] == list(range(1, 40))
 
 
-async def test_fan_out_paces_itself_and_coalesces_under_load(broker: Broker) -> None:
-    """After a fan-out that took D seconds the next waits D: a burst goes out in few writes, none lost."""
-    t = FakeTransport()
-    subscribe(broker, None, t)
+async def test_a_change_published_during_a_pass_joins_it(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass writes SLICE subscribers per turn of the loop. A change published meanwhile reaches the
+    subscribers not yet visited in the same write as the earlier ones, and the others in the next pass."""
+    monkeypatch.setattr(live, "SLICE", 2)
+    ts = [FakeTransport() for _ in range(6)]
+    for t in ts:
+        subscribe(broker, None, t)
     broker.publish(update(1))
-    await turn()
-    broker._next_flush_at = broker._loop.time() + 0.05  # as if the last fan-out had taken 50 ms
-    for seq in range(2, 12):
-        broker.publish(update(seq))
-    await turn()
-    assert len(t.writes) == 1  # held until the pause has passed
-    await asyncio.sleep(0.1)
-    assert len(t.writes) == 2  # then all ten in one write
-    assert [int(x) for x in re.findall(rb"\nid: (\d+)\n", b"\n" + b"".join(t.writes))] == list(range(1, 12))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the pass has begun: two subscribers have change 1
+    assert [len(t.writes) for t in ts] == [1, 1, 0, 0, 0, 0]
+    broker.publish(update(2))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    ids = [[re.findall(rb"id: (\d+)\n", w) for w in t.writes] for t in ts]
+    assert ids[:2] == [[[b"1"], [b"2"]]] * 2  # visited before change 2: it came in the next pass
+    assert ids[2:] == [[[b"1", b"2"]]] * 4  # visited after it: both in one write
+    assert broker.passes == 2 and broker._fans == {}  # nothing left to deliver, nothing kept
+
+
+async def test_a_pass_yields_to_the_loop_between_slices(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live, "SLICE", 10)
+    ts = [FakeTransport() for _ in range(100)]
+    for t in ts:
+        subscribe(broker, None, t)
+    broker.publish(update(1))
+    turns = 0
+    while not ts[-1].writes:
+        await asyncio.sleep(0)  # another task gets a turn while the pass is under way
+        turns += 1
+    assert turns >= 10 and all(len(t.writes) == 1 for t in ts)
 
 
 async def test_internal_changes_and_positions_do_not_reach_the_public(broker: Broker) -> None:
