@@ -26,7 +26,7 @@ class Context:
         self.after_retract: list[RetractHook] = []
         self.zones_for: ZonesFor = lambda event, lat, lon: []
         self.extensions: dict[str, Any] = {}  # later subsystems (broker, media, matcher) register here
-        store.on_apply(self._index_photos)
+        store.on_apply(self._index_photos, {"updates"})
         store.unique_index("users", "token_hash", lambda d: None if d.get("revoked") else d.get("token_hash"))
         store.unique_index("users", "callsign", lambda d: None if d.get("revoked") else d["callsign"].lower())
 

@@ -70,7 +70,7 @@ def positions_of(ctx: Context) -> Positions:
 def install(ctx: Context) -> Positions:
     positions = Positions()
     ctx.extensions["positions"] = positions
-    ctx.store.on_apply(positions.on_apply)
+    ctx.store.on_apply(positions.on_apply, {POSITIONS})
     return positions
 
 

@@ -77,7 +77,7 @@ def install(ctx: Context) -> Zones:
     """Register the zone index with the store (before it opens, so loading rebuilds it) and the context."""
     zones = Zones()
     ctx.extensions["zones"] = zones
-    ctx.store.on_apply(zones.on_apply)
+    ctx.store.on_apply(zones.on_apply, {ZONES})
     ctx.zones_for = zones.zones_for
     return zones
 

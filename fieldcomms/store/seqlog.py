@@ -45,6 +45,14 @@ class SeqLog:
             if current_seq(ids[k]) == seqs[k]:
                 yield ids[k]
 
+    def changes_since(self, current_seq: Callable[[str], int | None], since: int = 0) -> Iterator[tuple[int, str]]:
+        """(seq, id) of the items whose latest change is after `since`, oldest first."""
+        start = bisect_right(self.seqs, since)
+        seqs, ids = self.seqs, self.ids
+        for k in range(start, len(seqs)):
+            if current_seq(ids[k]) == seqs[k]:
+                yield seqs[k], ids[k]
+
     def oldest_first(self, current_seq: Callable[[str], int | None], since: int = 0) -> Iterator[str]:
         start = bisect_right(self.seqs, since)
         seqs, ids = self.seqs, self.ids

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
+import heapq
 import logging
 import os
 import threading
@@ -99,10 +100,10 @@ class Store:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, tuple[asyncio.Future[int], Change]] = {}
         self._logs: dict[tuple[str, str], SeqLog] = {}
-        self._event_logs: dict[str, SeqLog] = {}
         self._unique: dict[tuple[str, str], dict[Any, str]] = {}
         self._unique_fns: dict[str, list[tuple[str, Callable[[Doc], Any]]]] = {}
-        self._apply_hooks: list[ApplyHook] = []
+        self._apply_hooks: list[tuple[ApplyHook, frozenset[str] | None]] = []
+        self._hooks_by_coll: dict[str, list[ApplyHook]] = {}
         self._tables: dict[str, ViewTable] = {}
         self._raw: dict[str, dict[str, Doc]] = {}
         self._loading = False
@@ -127,9 +128,17 @@ class Store:
         """prune(coll, doc) -> True drops the doc at the next snapshot (expired idempotency answers)."""
         self._prune = prune
 
-    def on_apply(self, hook: ApplyHook) -> None:
-        """Called on the loop for every applied put (also while loading): hook(coll, old, new)."""
-        self._apply_hooks.append(hook)
+    def on_apply(self, hook: ApplyHook, colls: Iterable[str] | None = None) -> None:
+        """Called on the loop for every applied put (also while loading): hook(coll, old, new); only for
+        the collections in `colls` if given (loading a million updates calls no hook that ignores them)."""
+        self._apply_hooks.append((hook, None if colls is None else frozenset(colls)))
+        self._hooks_by_coll.clear()
+
+    def _hooks_for(self, coll: str) -> list[ApplyHook]:
+        hooks = self._hooks_by_coll.get(coll)
+        if hooks is None:
+            hooks = self._hooks_by_coll[coll] = [h for h, colls in self._apply_hooks if colls is None or coll in colls]
+        return hooks
 
     def add_listener(self, listener: Listener) -> None:
         """Called once a change is durable, in seq order."""
@@ -250,7 +259,9 @@ class Store:
     def _table(self, coll: str) -> ViewTable:
         return self.view.table(coll)
 
-    def _apply(self, coll: str, doc: Doc) -> None:
+    def _apply(self, coll: str, doc: Doc, *, new: bool = False) -> None:
+        """Put a document in the view and its indexes. `new`: it is known not to be there (loading a
+        snapshot, which holds each item once), which spares a lookup in a table of perhaps a million."""
         # The hot path of every write and of loading: plain dict work, no TinyDB calls but the cache reset.
         raw = self._raw.get(coll)
         if raw is None:
@@ -258,7 +269,7 @@ class Store:
             self._tables[coll] = table
             raw = self._raw[coll] = table._raw()
         doc_id = doc["id"]
-        old = raw.get(doc_id)
+        old = None if new else raw.get(doc_id)
         raw[doc_id] = doc
         if not self._loading:
             self._tables[coll].clear_cache()
@@ -270,13 +281,6 @@ class Store:
         log_.append(seq, doc_id, replaced=old is not None)
         if old is not None and not seq & 1023 and log_.needs_compaction():
             log_.compact(lambda i: self._current_seq(coll, i))
-        if event:
-            elog = self._event_logs.get(event)
-            if elog is None:
-                elog = self._event_logs[event] = SeqLog()
-            elog.append(seq, f"{coll}/{doc_id}", replaced=old is not None)
-            if old is not None and not seq & 1023 and elog.needs_compaction():
-                elog.compact(self._feed_seq)
         for name, key in self._unique_fns.get(coll, ()):
             index = self._unique[(coll, name)]
             if old is not None:
@@ -286,17 +290,14 @@ class Store:
             new_key = key(doc)
             if new_key is not None:
                 index[new_key] = doc_id
-        for hook in self._apply_hooks:
+        hooks = self._hooks_by_coll.get(coll)
+        for hook in self._hooks_for(coll) if hooks is None else hooks:
             hook(coll, old, doc)
 
     def _current_seq(self, coll: str, doc_id: str) -> int | None:
         raw = self._raw.get(coll)
         doc = None if raw is None else raw.get(doc_id)
         return None if doc is None else doc["seq"]
-
-    def _feed_seq(self, ref: str) -> int | None:
-        coll, _, doc_id = ref.partition("/")
-        return self._current_seq(coll, doc_id)
 
     # ---- reads ----------------------------------------------------------------------------------
 
@@ -335,11 +336,12 @@ class Store:
     def event_changes_since(self, event: str, since: int) -> Iterator[tuple[str, Doc]]:
         """(coll, current doc) of every item of the event whose latest change is after `since`, in seq order.
         Older versions were replaced, so a replay from here carries each item's newest state once."""
-        elog = self._event_logs.get(event)
-        if elog is None:
-            return
-        for ref in elog.oldest_first(self._feed_seq, since):
-            coll, _, doc_id = ref.partition("/")
+        def changes(coll: str, log_: SeqLog) -> Iterator[tuple[int, str, str]]:
+            for seq, doc_id in log_.changes_since(lambda i: self._current_seq(coll, i), since):
+                yield seq, coll, doc_id
+
+        merged = heapq.merge(*[changes(coll, log_) for (coll, ev), log_ in self._logs.items() if ev == event])
+        for _seq, coll, doc_id in merged:
             yield coll, self._table(coll).raw_get(doc_id)
 
     Query = Query
@@ -374,7 +376,7 @@ class Store:
             # so this sort only checks (timsort is linear on sorted input).
             entries.sort(key=lambda entry: entry[1]["seq"])
             for coll, doc in entries:
-                self._apply(coll, doc)
+                self._apply(coll, doc, new=True)
         for _first, path in list_segments(self.data_dir):
             self.recovery.segments.append(path.name)
             for record in read_segment(path, self.recovery, repair=True):
