@@ -36,6 +36,21 @@ async def _bootstrap_admin(ctx: Context) -> str | None:
     return token
 
 
+# The cyclic garbage collector, tuned for a server whose heap only grows (stored items are acyclic and live
+# until shutdown): the default thresholds (700, 10, 10) make it walk a growing heap over and over, which cost
+# a fifth of POST throughput and put 150-200 ms pauses at the p99 (make bench BENCH=spine: p99 136-195 ms with
+# the defaults, 32-40 ms with these). Young garbage is still collected every 50,000 allocations.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """What is alive once the server has started (the loaded store, modules) is set aside for good, and the
+    collector runs less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(settings: Settings) -> int:
     from .app import create_app
     from .ops import configure_logging
@@ -51,6 +66,7 @@ async def serve(settings: Settings) -> int:
         return 1
     ctx = app[CONTEXT]
     token = await _bootstrap_admin(ctx)
+    tune_gc()
     # Many handsets and thousands of stream subscribers connect at once when an event goes live.
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     try:
