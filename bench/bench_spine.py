@@ -8,6 +8,7 @@ after the newest snapshot. The fill writes 800,001 updates, a snapshot, then 199
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -155,6 +156,10 @@ async def _measure_at(path: Path, n: int) -> tuple[float, float, float]:
         await _fill(store, n)
     fill_s = time.perf_counter() - t0
     await store.close(snapshot=True)
+    # The filled store is garbage now, but in reference cycles: collected before the new one loads, or the
+    # load's gc.freeze() would pin it, and this process would carry two million-document heaps.
+    del store
+    gc.collect()
     store = Store(path, fsync=True, snapshot_every=10**9)
     await store.open()
     cost = await _append_cost(store)

@@ -78,7 +78,9 @@ def chunk(data: bytes) -> bytes:
 class Entry:
     """A change and its frames, one per audience key, made when first needed. The frames hold for as long as
     the change's item has not changed again (`as_of`): once it has, what a viewer may see of the old version
-    can differ (a retracted update is not shown again to someone replaying from before it)."""
+    can differ (a retracted update is not shown again to someone replaying from before it). Once every live
+    subscriber has the change the frames are dropped: the replay ring holds 10,000 changes, and a replay
+    makes the frames again."""
 
     __slots__ = ("change", "frames", "as_of")
 
@@ -289,6 +291,8 @@ class Broker:
         # subscribed meanwhile started at or after it), so those are forgotten here (the ring keeps them).
         fan.visit = None
         done = bisect_right(seqs, fan.upto)
+        for entry in entries[:done]:
+            entry.frames = {}  # the ring keeps the change for replays, which frame it again: ~2 KB less each
         del entries[:done], seqs[:done]
         fan.shared = {}
         if entries:  # changes arrived during the pass: the subscribers visited before them need them

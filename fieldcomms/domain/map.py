@@ -110,7 +110,7 @@ class MapIndex:
 def install(ctx: Context) -> MapIndex:
     index = MapIndex(ctx)
     ctx.extensions["map"] = index
-    ctx.store.on_apply(index.on_apply, POINT_COLLS)
+    ctx.store.on_apply(index.on_apply, POINT_COLLS, loading=False)  # it builds lazily
     return index
 
 

@@ -102,7 +102,7 @@ class Store:
         self._logs: dict[tuple[str, str], SeqLog] = {}
         self._unique: dict[tuple[str, str], dict[Any, str]] = {}
         self._unique_fns: dict[str, list[tuple[str, Callable[[Doc], Any]]]] = {}
-        self._apply_hooks: list[tuple[ApplyHook, frozenset[str] | None]] = []
+        self._apply_hooks: list[tuple[ApplyHook, frozenset[str] | None, bool]] = []
         self._hooks_by_coll: dict[str, list[ApplyHook]] = {}
         self._tables: dict[str, ViewTable] = {}
         self._raw: dict[str, dict[str, Doc]] = {}
@@ -128,16 +128,19 @@ class Store:
         """prune(coll, doc) -> True drops the doc at the next snapshot (expired idempotency answers)."""
         self._prune = prune
 
-    def on_apply(self, hook: ApplyHook, colls: Iterable[str] | None = None) -> None:
-        """Called on the loop for every applied put (also while loading): hook(coll, old, new); only for
-        the collections in `colls` if given (loading a million updates calls no hook that ignores them)."""
-        self._apply_hooks.append((hook, None if colls is None else frozenset(colls)))
+    def on_apply(self, hook: ApplyHook, colls: Iterable[str] | None = None, *, loading: bool = True) -> None:
+        """Called on the loop for every applied put: hook(coll, old, new); only for the collections in
+        `colls` if given (loading a million updates calls no hook that ignores them), and not while the
+        store loads if `loading` is false (for an index that builds itself from the store when first used)."""
+        self._apply_hooks.append((hook, None if colls is None else frozenset(colls), loading))
         self._hooks_by_coll.clear()
 
     def _hooks_for(self, coll: str) -> list[ApplyHook]:
         hooks = self._hooks_by_coll.get(coll)
         if hooks is None:
-            hooks = self._hooks_by_coll[coll] = [h for h, colls in self._apply_hooks if colls is None or coll in colls]
+            hooks = self._hooks_by_coll[coll] = [
+                hook for hook, colls, loading in self._apply_hooks
+                if (colls is None or coll in colls) and (loading or not self._loading)]
         return hooks
 
     def add_listener(self, listener: Listener) -> None:
@@ -354,10 +357,12 @@ class Store:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         self._loading = True
+        self._hooks_by_coll.clear()
         try:
             self._load_files()
         finally:
             self._loading = False
+            self._hooks_by_coll.clear()
             for table in self._tables.values():
                 table.clear_cache()
             if gc_was_enabled:
@@ -373,8 +378,11 @@ class Store:
                 self.snapshot_seq = self.last_seq = int(header["seq"])
                 entries = [orjson.loads(line) for line in f]
             # The seq logs must be built in seq order (they bisect); snapshots are written in seq order,
-            # so this sort only checks (timsort is linear on sorted input).
-            entries.sort(key=lambda entry: entry[1]["seq"])
+            # so this only checks.
+            seqs = [doc["seq"] for _coll, doc in entries]
+            if seqs != sorted(seqs):
+                entries.sort(key=lambda entry: entry[1]["seq"])
+            del seqs
             for coll, doc in entries:
                 self._apply(coll, doc, new=True)
         for _first, path in list_segments(self.data_dir):
