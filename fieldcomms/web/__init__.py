@@ -8,7 +8,6 @@ Registered in app.API_MODULES like an api module: `routes`, `OPENAPI` and `setup
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,59 +28,69 @@ routes = web.RouteTableDef()
 routes.get("/events/{tag}")(event_page)
 routes.get("/events/{tag}/rumours")(rumours_page)
 routes.get("/control/{tag}")(control_page)
-# The more specific prefix first; neither follows symlinks out of its directory.
-routes.static("/static/leaflet", LEAFLET_DIR)
-routes.static("/static", STATIC_DIR)
+
+# (URL prefix under /static/, directory): the more specific prefix first.
+STATIC_ROOTS = (("leaflet/", LEAFLET_DIR), ("", STATIC_DIR))
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png",
+                ".map": "application/json"}
 
 
-@web.middleware
-async def static_not_found(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """A directory under /static/ is refused as not found, like anything else that is not a file we serve:
-    a 403 would tell a prober that the directory exists. A missing file is refused here too, before
-    aiohttp's FileResponse would answer it with an empty application/octet-stream 404 of its own (which no
-    middleware sees)."""
-    resource = request.match_info.route.resource if request.match_info.route is not None else None
-    if isinstance(resource, web.StaticResource):
-        directory = Path(resource.get_info()["directory"])
-        if not await asyncio.to_thread(_servable, directory, request.match_info.get("filename", "")):
+class StaticFiles:
+    """Our scripts and styles, and Leaflet's files: a few hundred kilobytes, read once and kept in memory.
+
+    Served as ordinary responses, so they take the same path as everything else: ETag and 304, gzip, the
+    security headers, and problem+json for whatever is not a file here (a directory, a missing file, a path
+    out of the directory): 404, never a 403 that would tell a prober a directory exists. Range requests are
+    answered with the whole file (a server may ignore Range; these files are small)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[bytes, str] | None] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        filename = request.match_info["filename"]
+        if filename in self._cache:
+            found = self._cache[filename]
+        else:
+            found = await asyncio.to_thread(self._read, filename)
+            if found is not None or len(self._cache) < 1024:  # misses are remembered only up to a bound
+                self._cache[filename] = found
+        if found is None:
             raise web.HTTPNotFound()
-    try:
-        return await handler(request)
-    except web.HTTPForbidden:
-        if request.path.startswith("/static/"):
-            raise web.HTTPNotFound() from None
-        raise
+        body, content_type = found
+        # Our files are linked with `?v=<content hash>`, so such a URL never changes: phones keep it for a
+        # year. Leaflet's files change only with the package, so an hour without asking is safe.
+        cache = "public, max-age=31536000, immutable" if request.query.get("v") else "public, max-age=3600"
+        return web.Response(body=body, content_type=content_type, headers={"Cache-Control": cache})
+
+    @staticmethod
+    def _read(filename: str) -> tuple[bytes, str] | None:
+        for prefix, directory in STATIC_ROOTS:
+            if filename.startswith(prefix):
+                path = _servable(Path(directory), filename[len(prefix):])
+                if path is None:
+                    return None
+                content_type = STATIC_TYPES.get(path.suffix, "application/octet-stream")
+                return path.read_bytes(), content_type
+        return None
 
 
-def _servable(directory: Path, filename: str) -> bool:
+def _servable(directory: Path, filename: str) -> Path | None:
     """A regular file inside `directory` (symlinks not followed out of it)."""
     try:
-        if Path(filename).is_absolute():
-            return False
+        if not filename or Path(filename).is_absolute():
+            return None
         path = (directory / filename).resolve()
-        return path.is_relative_to(directory.resolve()) and path.is_file()
+        return path if path.is_relative_to(directory.resolve()) and path.is_file() else None
     except (OSError, ValueError, RuntimeError):  # NUL bytes, over-long names, symlink loops
-        return False
+        return None
 
 
-async def static_cache(request: web.Request, response: web.StreamResponse) -> None:
-    """Our files are linked with `?v=<content hash>`, so such a URL never changes: phones keep it for a year.
-    Leaflet's files change only with the package, so an hour without asking is safe."""
-    if not request.path.startswith("/static/") or response.status != 200:
-        return
-    if request.query.get("v"):
-        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-    else:
-        response.headers.setdefault("Cache-Control", "public, max-age=3600")
+routes.get("/static/{filename:.*}")(StaticFiles().handle)
 
 
 def setup(app: web.Application) -> None:
     setup_templates(app)
     security.install(app, app[SETTINGS].tile_url)
-    app.middlewares.append(static_not_found)
-    app.on_response_prepare.append(static_cache)
 
 
 def _page(summary: str, description: str, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:

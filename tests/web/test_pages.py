@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +19,11 @@ from lxml import html as lxml_html
 from PIL import Image
 
 from fieldcomms.config import Settings
-from fieldcomms.web import security
+from fieldcomms.web import LEAFLET_DIR, security
 from fieldcomms.web.render import JINJA
 
 TAG = EVENT_TAG
+LEAFLET_JS = Path(LEAFLET_DIR) / "leaflet.js"
 PAGES = (f"/events/{TAG}", f"/events/{TAG}/rumours", f"/control/{TAG}")
 Json = dict[str, Any]
 
@@ -335,6 +337,29 @@ async def test_control_page_holds_no_data_and_asks_for_a_token(
 
 
 # ---- errors and traversal ----------------------------------------------------------------------------
+
+
+async def test_static_files_answer_conditions_ranges_and_errors_like_any_response(client: TestClient) -> None:
+    """A static file gets an ETag and a 304, gzip, the whole file for a Range (aiohttp's own file responses
+    answered a bad Range or If-Match with an empty 416/412 that was not problem+json), and problem+json 404s."""
+    url = "/static/leaflet/leaflet.js"
+    whole = LEAFLET_JS.read_bytes()
+    resp = await client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
+    assert await resp.read() == whole  # aiohttp's client undoes the gzip
+    etag = resp.headers["ETag"]
+    resp = await client.get(url, headers={"If-None-Match": etag})
+    assert resp.status == 304 and await resp.read() == b""
+    for headers in ({"Range": "bytes=9999999-1"}, {"Range": "bytes=0-9"}, {"If-Match": '"nope"'},
+                    {"If-Unmodified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}):
+        resp = await client.get(url, headers=headers)
+        assert resp.status == 200, headers
+        assert await resp.read() == whole, headers
+    for missing in ("/static/", "/static/leaflet/", "/static/leaflet/images", "/static/nosuchfile.js"):
+        resp = await client.get(missing)
+        assert resp.status == 404, missing
+        assert resp.content_type == "application/problem+json", missing
+        assert (await resp.json())["status"] == 404
 
 
 async def test_unknown_event_is_a_small_html_404(client: TestClient, event: Json) -> None:
