@@ -252,8 +252,6 @@ class Broker:
         entries, seqs, shared = fan.entries, fan.seqs, fan.shared
         newest = seqs[-1]
         now = self._loop.time()
-        limit = self.buffer_limit
-        over: list[Subscriber] = []
         # The hot loop: per subscriber a comparison, a dictionary lookup, a write and a size test.
         for k in range(start, end):
             sub = visit[k]
@@ -270,21 +268,8 @@ class Broker:
                 payload = b"".join([self._frame(e, viewer) for e in entries[i:]])
                 data = shared[key] = (chunk(payload) if sub.chunked else payload) if payload else b""
             sub.floor = newest
-            if not data:
-                continue
-            transport = sub.transport
-            if transport.is_closing():
-                over.append(sub)
-                continue
-            transport.write(data)
-            sub.last_write = now
-            if transport.get_write_buffer_size() > limit:
-                over.append(sub)
-        for sub in over:
-            if sub.transport.is_closing():
-                self._end(sub)
-            else:
-                self._drop(sub)
+            if data:
+                self._write(sub, data, now)  # may end or drop it: `visit` is a copy of the subscribers
         fan.pos = end
         if end < len(visit):
             fan.handle = self._loop.call_soon(self._deliver, event)
