@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -62,12 +63,13 @@ class MapIndex:
             else:
                 index.put(doc["id"], loc["lon"], loc["lat"], doc["seq"])
 
-    def _begin(self, event: str, coll: str) -> list[Doc]:
+    def _begin(self, event: str, coll: str) -> Iterator[Doc]:
+        """Empty indexes, kept current by the apply hook from now on, and the stored documents to place in
+        them: read as they are placed (a list of a million would hold up the loop for a second at start)."""
         for aud in ("public", "staff"):
             self._points[(event, coll, aud)] = PointIndex()
-        docs = [doc for doc in self.ctx.store.oldest_first(coll, event) if doc is not None]
         self._built.add((event, coll))
-        return docs
+        return (doc for doc in self.ctx.store.oldest_first(coll, event) if doc is not None)
 
     def index(self, event: str, coll: str, audience: str) -> PointIndex:
         """The index, built now if nothing built it yet (`fill` normally has, in the background)."""
@@ -96,11 +98,15 @@ class MapIndex:
                 self._filling[key] = done
                 try:
                     docs = self._begin(event, coll)
-                    for i in range(0, len(docs), FILL_SLICE):
-                        for doc in docs[i:i + FILL_SLICE]:
+                    while True:
+                        seen = 0
+                        for doc in itertools.islice(docs, FILL_SLICE):
+                            seen += 1
                             current = self.ctx.store.get(coll, doc["id"])
                             if current is not None and current["seq"] == doc["seq"]:
                                 self._place(event, coll, doc)
+                        if seen < FILL_SLICE:
+                            break
                         await asyncio.sleep(0)
                 finally:
                     del self._filling[key]
