@@ -28,11 +28,19 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def viewer_for_token(store: Store, token: str) -> Viewer | None:
-    user = store.get_by("users", "token_hash", hash_token(token))
-    if user is None or user.get("revoked") or not hmac.compare_digest(user["token_hash"], hash_token(token)):
+def viewer_for_token(store: Store, token: str, known: dict[str, Viewer] | None = None) -> Viewer | None:
+    """The user a token belongs to, or None. `known` caches the answers by token hash (never the token);
+    its owner empties it whenever a user changes."""
+    digest = hash_token(token)
+    if known is not None and (viewer := known.get(digest)) is not None:
+        return viewer
+    user = store.get_by("users", "token_hash", digest)
+    if user is None or user.get("revoked") or not hmac.compare_digest(user["token_hash"], digest):
         return None
-    return Viewer(id=user["id"], callsign=user["callsign"], role=user["role"], name=user["name"])
+    viewer = Viewer(id=user["id"], callsign=user["callsign"], role=user["role"], name=user["name"])
+    if known is not None and len(known) < 100_000:
+        known[digest] = viewer
+    return viewer
 
 
 def make_user(name: str, callsign: str, role: str) -> tuple[dict[str, object], str]:
@@ -65,7 +73,7 @@ async def auth_middleware(
         limiter = ctx.extensions.get("auth_limiter")
         if limiter is not None:
             limiter.check(request)
-        viewer = viewer_for_token(ctx.store, token)
+        viewer = viewer_for_token(ctx.store, token, ctx.viewers)
         if viewer is None:
             if limiter is not None:
                 limiter.failed(request)

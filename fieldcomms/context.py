@@ -26,7 +26,11 @@ class Context:
         self.after_retract: list[RetractHook] = []
         self.zones_for: ZonesFor = lambda event, lat, lon: []
         self.extensions: dict[str, Any] = {}  # later subsystems (broker, media, matcher) register here
+        # Callers by token hash, for the requests to come; emptied whenever any user changes (added, edited,
+        # revoked), so a revocation holds from the next request on.
+        self.viewers: dict[str, Viewer] = {}
         store.on_apply(self._index_photos, {"updates"})
+        store.on_apply(lambda coll, old, new: self.viewers.clear(), {"users"})
         store.unique_index("users", "token_hash", lambda d: None if d.get("revoked") else d.get("token_hash"))
         store.unique_index("users", "callsign", lambda d: None if d.get("revoked") else d["callsign"].lower())
 

@@ -306,7 +306,8 @@ class Store:
 
     def get(self, coll: str, doc_id: str) -> Doc | None:
         """The current version. Treat it as read-only: build new dicts to change anything."""
-        return self._table(coll).raw_get(doc_id)  # type: ignore[no-any-return]
+        raw = self._raw.get(coll)  # the table's own dict (see _apply): no TinyDB call on this hot path
+        return None if raw is None else raw.get(doc_id)
 
     def get_by(self, coll: str, index: str, key: Any) -> Doc | None:
         doc_id = self._unique[(coll, index)].get(key)

@@ -16,11 +16,13 @@ async def test_create_user_token_works_once_shown_and_revocation(client, admin_t
     assert await me.json() == {"id": body["id"], "name": "PC Holt", "callsign": "SY-1234", "role": "officer"}
     stored = client.app[CONTEXT].store.get("users", body["id"])
     assert body["token"] not in str(stored)  # only the hash
+    known = client.app[CONTEXT].viewers  # callers remembered between requests: by hash, never by token
+    assert [v.callsign for v in known.values()].count("SY-1234") == 1 and body["token"] not in str(known)
     dup = await client.post("/api/v1/users", json={"name": "Other", "callsign": "sy-1234", "role": "officer"},
                             headers=auth(admin_token))
     assert dup.status == 409
     assert (await client.delete("/api/v1/users/SY-1234", headers=auth(admin_token))).status == 204
-    assert (await client.get("/api/v1/me", headers=auth(body["token"]))).status == 401
+    assert (await client.get("/api/v1/me", headers=auth(body["token"]))).status == 401  # though it was known
     assert (await client.delete("/api/v1/users/SY-1234", headers=auth(admin_token))).status == 404
 
 
