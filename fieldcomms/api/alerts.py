@@ -7,8 +7,8 @@ from aiohttp import web
 from ..auth import require
 from ..domain import positions as domain
 from ..domain.events import get_event, open_event
-from ..idempotency import Slot, fingerprint, key_from
-from .common import Page, ctx_of, json_response, read_json
+from ..idempotency import Slot, fingerprint
+from .common import Page, ctx_of, idempotent_create, json_response, read_json
 from .spec import PAGING, list_of, op, path, ref
 
 routes = web.RouteTableDef()
@@ -22,14 +22,11 @@ async def create(request: web.Request) -> web.Response:
     body = await read_json(request)
     inp = domain.validate_alert(body, ctx.settings.max_text_chars)
 
-    async def create_it(slot: Slot | None) -> tuple[int, dict[str, object]]:
+    async def create_it(slot: Slot | None) -> dict[str, object]:
         open_event(ctx, event["tag"])  # inside: a retry of an alert sent before the event closed gets its answer
-        doc = domain.build_alert(ctx, event, viewer, inp)
-        return 201, await domain.store_alert(ctx, doc, viewer, slot)
+        return await domain.store_alert(ctx, domain.build_alert(ctx, event, viewer, inp), viewer, slot)
 
-    fp = fingerprint(event["tag"], body)
-    status, out = await ctx.extensions["idempotency"].run(viewer.id, key_from(request), fp, create_it)
-    return json_response(out, status=status)
+    return await idempotent_create(request, viewer.id, fingerprint(event["tag"], body), create_it)
 
 
 @routes.get("/api/v1/events/{tag}/alerts")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..context import Context
 from ..errors import BadRequest, PayloadTooLarge, ValidationFailed
+from ..idempotency import Slot, key_from
 from ..keys import CONTEXT, VIEWER
 from ..visibility import Item, Viewer
 
@@ -30,6 +31,18 @@ def dumps(data: Any) -> bytes:
 
 def json_response(data: Any, status: int = 200, content_type: str = JSON, **kw: Any) -> web.Response:
     return web.Response(body=dumps(data), status=status, content_type=content_type, **kw)
+
+
+async def idempotent_create(request: web.Request, caller: str, fp: str,
+                            create: Callable[[Slot | None], Awaitable[Any]], *, content_type: str = JSON) -> web.Response:
+    """201 with what `create(slot)` stored, once per Idempotency-Key: a repeat gets the first answer (see
+    idempotency.py). `fp` fingerprints the request; `create` passes `slot` on to Store.append."""
+
+    async def run(slot: Slot | None) -> tuple[int, Any]:
+        return 201, await create(slot)
+
+    status, out = await ctx_of(request).extensions["idempotency"].run(caller, key_from(request), fp, run)
+    return json_response(out, status=status, content_type=content_type)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

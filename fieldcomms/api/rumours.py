@@ -9,11 +9,11 @@ from aiohttp import web
 from ..auth import require
 from ..domain import rumours as domain
 from ..domain.events import open_event
-from ..idempotency import Slot, fingerprint, key_from
+from ..idempotency import fingerprint
 from ..keys import CONTEXT
 from ..rumours import STATUSES, URGENCY_DESCRIPTION, VERDICTS
 from ..visibility import Viewer
-from .common import Page, choice_param, ctx_of, json_response, read_json, viewer_of
+from .common import Page, choice_param, ctx_of, idempotent_create, json_response, read_json, viewer_of
 from .spec import PAGING, list_of, op, path, query, ref
 
 routes = web.RouteTableDef()
@@ -31,16 +31,6 @@ def setup(app: web.Application) -> None:
     domain.matcher_of(ctx)
 
 
-async def _idempotent(request: web.Request, viewer: Viewer, fp: str, create: Any) -> web.Response:
-    ctx = ctx_of(request)
-
-    async def run(slot: Slot | None) -> tuple[int, Doc]:
-        return 201, await create(slot)
-
-    status, out = await ctx.extensions["idempotency"].run(viewer.id, key_from(request), fp, run)
-    return json_response(out, status=status)
-
-
 @routes.post("/api/v1/events/{tag}/rumours")
 async def create(request: web.Request) -> web.Response:
     viewer = require(request, "officer")
@@ -48,7 +38,7 @@ async def create(request: web.Request) -> web.Response:
     event = open_event(ctx, request.match_info["tag"])
     body = await read_json(request)
     inp = domain.validate_rumour_create(body, ctx.settings.max_text_chars)
-    return await _idempotent(request, viewer, fingerprint("rumour", event["tag"], body),
+    return await idempotent_create(request, viewer.id, fingerprint("rumour", event["tag"], body),
                              lambda slot: domain.create_rumour(ctx, event["tag"], viewer, inp, slot))
 
 
@@ -75,7 +65,7 @@ async def add_sighting(request: web.Request) -> web.Response:
     rumour_id = request.match_info["id"]
     body = await read_json(request)
     inp = domain.validate_sighting(body, ctx.settings.max_text_chars)
-    return await _idempotent(request, viewer, fingerprint("sighting", rumour_id, body),
+    return await idempotent_create(request, viewer.id, fingerprint("sighting", rumour_id, body),
                              lambda slot: domain.add_sighting(ctx, rumour_id, viewer, inp, slot))
 
 
@@ -87,7 +77,7 @@ async def add_rebuttal(request: web.Request) -> web.Response:
     body = await read_json(request)
     settings = ctx.settings
     inp = domain.validate_rebuttal(body, settings.max_text_chars, settings.max_photos_per_update)
-    return await _idempotent(request, viewer, fingerprint("rebuttal", rumour_id, body),
+    return await idempotent_create(request, viewer.id, fingerprint("rebuttal", rumour_id, body),
                              lambda slot: domain.add_rebuttal(ctx, rumour_id, viewer, inp, slot))
 
 

@@ -8,9 +8,9 @@ from ..auth import require
 from ..domain import zones as domain
 from ..domain.events import get_event
 from ..geo import feature_collection
-from ..idempotency import Slot, fingerprint, key_from
+from ..idempotency import fingerprint
 from ..keys import CONTEXT
-from .common import ctx_of, json_response, read_json, viewer_of
+from .common import ctx_of, idempotent_create, json_response, read_json, viewer_of
 from .spec import op, path, ref
 
 routes = web.RouteTableDef()
@@ -29,12 +29,8 @@ async def create(request: web.Request) -> web.Response:
     body = await read_json(request)
     doc = domain.build_zone(event, body)
 
-    async def create_it(slot: Slot | None) -> tuple[int, dict[str, object]]:
-        return 201, await domain.store_zone(ctx, doc, viewer, slot)
-
-    fp = fingerprint(event["tag"], body)
-    status, out = await ctx.extensions["idempotency"].run(viewer.id, key_from(request), fp, create_it)
-    return json_response(out, status=status, content_type=GEOJSON)
+    return await idempotent_create(request, viewer.id, fingerprint(event["tag"], body),
+                                   lambda slot: domain.store_zone(ctx, doc, viewer, slot), content_type=GEOJSON)
 
 
 @routes.get("/api/v1/events/{tag}/zones")
