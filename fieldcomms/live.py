@@ -310,22 +310,11 @@ class Broker:
         self._end(sub)
 
     def _end(self, sub: Subscriber) -> None:
-        subs = self._subs.get(sub.event)
-        if subs is not None:
-            subs.pop(sub, None)
-            if not subs:
-                del self._subs[sub.event]
-        self._not_replaying(sub)
+        _discard(self._subs, sub)
+        _discard(self._replaying, sub)
         sub.held = []
         if not sub.done.done():
             sub.done.set_result(None)
-
-    def _not_replaying(self, sub: Subscriber) -> None:
-        replaying = self._replaying.get(sub.event)
-        if replaying is not None:
-            replaying.pop(sub, None)
-            if not replaying:
-                del self._replaying[sub.event]
 
     async def _tick(self) -> None:
         interval = max(0.05, min(self.keepalive_s / 2, 1.0))
@@ -370,7 +359,7 @@ class Broker:
             await _write_pieces(resp, replay)
             del replay
             if not sub.done.done():
-                self._not_replaying(sub)
+                _discard(self._replaying, sub)
                 held, sub.held = sub.held, []
                 sub.live = True
                 self._send(sub, [e for e in held if e.change.seq > sub.floor], self._loop.time())
@@ -409,6 +398,15 @@ class Broker:
 
     def _reset(self, start: int, reason: str) -> bytes:
         return sse_frame("reset", start, {"reason": reason, "last_seq": start})
+
+
+def _discard(registry: dict[str, dict[Subscriber, None]], sub: Subscriber) -> None:
+    """Take a subscriber out of a per-event registry, and the event out once it has no one left."""
+    subs = registry.get(sub.event)
+    if subs is not None:
+        subs.pop(sub, None)
+        if not subs:
+            del registry[sub.event]
 
 
 async def _write_pieces(resp: web.StreamResponse, frames: list[bytes]) -> None:

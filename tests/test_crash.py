@@ -7,7 +7,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,19 +17,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from procs import free_port
 
 pytestmark = pytest.mark.slow
 
 CLIENTS = 20
 CYCLES = 4
 START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def environment(**extra: str) -> dict[str, str]:

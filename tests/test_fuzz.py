@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -54,6 +53,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from PIL import Image
+from procs import free_port, stop
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -79,12 +79,6 @@ PROBLEM = "application/problem+json"
 EXCLUDED = {("GET", "/api/v1/events/{tag}/stream")}
 TAG = "fuzzevent"
 PATCH_TAG = "fuzzpatched"  # PATCH may close an event: it gets its own, so that TAG stays open for posts
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(data_dir: Path, *args: str, env: dict[str, str]) -> str:
@@ -153,12 +147,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         populate(srv)
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def populate(srv: Server) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from procs import free_port, stop
 
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
@@ -492,16 +493,9 @@ SLOW_SOCKETS = 200
 HEADER_TIMEOUT_S = 1.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def real_server(tmp_path: Path) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDCOMMS_")}
     env.update({"FIELDCOMMS_DEMO_ADMIN": "false", "FIELDCOMMS_LOG_LEVEL": "WARNING",
                 "FIELDCOMMS_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)})
@@ -523,12 +517,7 @@ def real_server(tmp_path: Path) -> Iterator[int]:
             time.sleep(0.1)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         err.close()
 
 

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from procs import free_port
 
 from fieldcomms.auth import make_user
 from fieldcomms.store import Store
@@ -39,13 +39,6 @@ POSTERS = 24
 STREAMS = 50  # half public, half control
 LOAD_BEFORE_TERM_S = 1.5
 EXIT_WITHIN_S = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def seed_users(data_dir: Path, roles: list[tuple[str, str]]) -> dict[str, str]:

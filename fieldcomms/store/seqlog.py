@@ -54,8 +54,4 @@ class SeqLog:
                 yield seqs[k], ids[k]
 
     def oldest_first(self, current_seq: Callable[[str], int | None], since: int = 0) -> Iterator[str]:
-        start = bisect_right(self.seqs, since)
-        seqs, ids = self.seqs, self.ids
-        for k in range(start, len(seqs)):
-            if current_seq(ids[k]) == seqs[k]:
-                yield ids[k]
+        return (item_id for _seq, item_id in self.changes_since(current_seq, since))

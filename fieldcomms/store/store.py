@@ -293,8 +293,7 @@ class Store:
             new_key = key(doc)
             if new_key is not None:
                 index[new_key] = doc_id
-        hooks = self._hooks_by_coll.get(coll)
-        for hook in self._hooks_for(coll) if hooks is None else hooks:
+        for hook in self._hooks_for(coll):
             hook(coll, old, doc)
 
     def _current_seq(self, coll: str, doc_id: str) -> int | None:
