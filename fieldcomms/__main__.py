@@ -14,10 +14,10 @@ from aiohttp import web
 
 from .auth import make_user
 from .config import Settings, load_settings
-from .context import Context
 from .errors import DataDirLocked
-from .keys import CONTEXT
+from .keys import SERVICES
 from .model import ROLES, validate_user
+from .services import Services
 from .store import Store
 
 
@@ -26,7 +26,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(getattr(args, "config", None), overrides=values)
 
 
-async def _bootstrap_admin(ctx: Context) -> str | None:
+async def _bootstrap_admin(ctx: Services) -> str | None:
     """On an empty data directory, an admin to log in with: a new user is in within a minute."""
     if not ctx.settings.demo_admin or any(u["role"] == "admin" and not u.get("revoked")
                                           for u in ctx.store.all("users")):
@@ -64,7 +64,7 @@ async def serve(settings: Settings) -> int:
     except DataDirLocked as exc:
         print(f"fieldcomms: cannot serve: {exc}", file=sys.stderr)
         return 1
-    ctx = app[CONTEXT]
+    ctx = app[SERVICES]
     token = await _bootstrap_admin(ctx)
     tune_gc()
     # Many handsets and thousands of stream subscribers connect at once when an event goes live.
@@ -99,9 +99,9 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-async def _with_store(settings: Settings) -> tuple[Store, Context] | None:
+async def _with_store(settings: Settings) -> tuple[Store, Services] | None:
     store = Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
-    ctx = Context(settings, store)
+    ctx = Services(settings, store)
     try:
         await store.open()
     except DataDirLocked as exc:

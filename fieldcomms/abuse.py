@@ -12,7 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .errors import TooManyRequests
-from .keys import CONTEXT
+from .keys import SERVICES
 from .ratelimit import TokenBucketLimiter, client_address
 
 routes = web.RouteTableDef()
@@ -51,6 +51,6 @@ class AuthFailureLimiter:
 
 
 def setup(app: web.Application) -> None:
-    ctx = app[CONTEXT]
+    ctx = app[SERVICES]
     ctx.extensions["auth_limiter"] = AuthFailureLimiter(ctx.settings.auth_failures_per_minute,
                                                         ctx.settings.trusted_proxies)

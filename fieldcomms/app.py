@@ -18,10 +18,10 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from .auth import auth_middleware
 from .config import Settings
-from .context import Context
 from .errors import ApiError
 from .idempotency import Idempotency
-from .keys import CONTEXT, SETTINGS, VIEWER
+from .keys import SERVICES, SETTINGS, VIEWER
+from .services import Services
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -139,12 +139,12 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app = web.Application(middlewares=[error_middleware, http_cache_middleware, auth_middleware],
                           client_max_size=max_request_bytes(settings))
     store = store or Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
-    ctx = Context(settings, store)
+    ctx = Services(settings, store)
     idem = Idempotency(store, settings.idempotency_ttl_hours)
     store.set_prune(idem.expired)
     ctx.extensions["idempotency"] = idem
     app[SETTINGS] = settings
-    app[CONTEXT] = ctx
+    app[SERVICES] = ctx
 
     async def open_store(app: web.Application) -> AsyncIterator[None]:
         await store.open()

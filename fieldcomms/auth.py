@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .errors import Forbidden, Unauthorized
-from .keys import CONTEXT, VIEWER
+from .keys import SERVICES, VIEWER
 from .model import new_id, now_str
 from .store import Store
 from .visibility import Viewer
@@ -69,7 +69,7 @@ async def auth_middleware(
     token = bearer(request)
     viewer = None
     if token is not None:
-        ctx = request.app[CONTEXT]
+        ctx = request.app[SERVICES]
         limiter = ctx.extensions.get("auth_limiter")
         if limiter is not None:
             limiter.check(request)

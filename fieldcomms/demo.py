@@ -25,7 +25,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .auth import hash_token, make_user, new_token
 from .config import Settings
-from .context import Context
 from .domain.positions import next_position
 from .domain.rumours import rebuttal_url
 from .domain.updates import build_update
@@ -35,6 +34,7 @@ from .errors import DataDirLocked
 from .media import MediaStore, process_photo
 from .model import validate_event_create, validate_update, validate_user
 from .rumours import lifecycle
+from .services import Services
 from .store import Store
 from .visibility import Viewer
 
@@ -274,7 +274,7 @@ async def _photos(store: Store, media: MediaStore, users: dict[str, Viewer]) -> 
     return photos
 
 
-async def _updates(ctx: Context, event: Doc, users: dict[str, Viewer], photos: dict[str, Doc]) -> dict[str, Doc]:
+async def _updates(ctx: Services, event: Doc, users: dict[str, Viewer], photos: dict[str, Doc]) -> dict[str, Doc]:
     updates: dict[str, Doc] = {}
     for key, hhmm, callsign, visibility, kind, place, photo, text in UPDATES:
         body: Doc = {"text": text, "visibility": visibility, "kind": kind, "captured_at": at(hhmm),
@@ -305,7 +305,7 @@ async def _positions(store: Store, users: dict[str, Viewer]) -> int:
     return len(TRACKS)
 
 
-async def _rumours(ctx: Context, users: dict[str, Viewer], updates: dict[str, Doc]) -> int:
+async def _rumours(ctx: Services, users: dict[str, Viewer], updates: dict[str, Doc]) -> int:
     def by(callsign: str) -> Doc:
         return {"id": users[callsign].id, "callsign": callsign}
 
@@ -339,7 +339,7 @@ async def _report(store: Store) -> None:
         "counted_for": []})
 
 
-async def load(ctx: Context) -> Loaded:
+async def load(ctx: Services) -> Loaded:
     """Load the demo into an open store that does not have the event yet."""
     store = ctx.store
     _check_users(store)
@@ -360,7 +360,7 @@ async def load(ctx: Context) -> Loaded:
 async def run(settings: Settings) -> int:
     """The `fieldcomms demo` command; returns the exit status."""
     store = Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
-    ctx = Context(settings, store)
+    ctx = Services(settings, store)
     install_zones(ctx)
     try:
         await store.open()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from .config import Settings
-from .context import Context
+from .services import Services
 from .visibility import Viewer
 
 SETTINGS = web.AppKey("settings", Settings)
-CONTEXT = web.AppKey("context", Context)
+SERVICES = web.AppKey("services", Services)
 VIEWER: web.RequestKey[Viewer | None] = web.RequestKey("viewer")  # None is the public

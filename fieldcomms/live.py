@@ -38,11 +38,11 @@ import orjson
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from .context import Context
 from .domain.positions import position_out
 from .domain.zones import zone_feature
 from .errors import ServiceUnavailable
 from .model import utc_now
+from .services import Services
 from .store.store import Change
 from .visibility import Item, Viewer, audience_key, stream_view
 
@@ -126,7 +126,7 @@ class Fanout:
 
 
 class Broker:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Services) -> None:
         self.ctx = ctx
         settings = ctx.settings
         self.buffer_limit = settings.sse_buffer_bytes

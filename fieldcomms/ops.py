@@ -19,7 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .api.spec import op
 from .errors import Forbidden, Unauthorized
-from .keys import CONTEXT, VIEWER
+from .keys import SERVICES, VIEWER
 from .ratelimit import client_address
 
 access_log = logging.getLogger("fieldcomms.access")
@@ -56,7 +56,7 @@ class Metrics:
         histogram.observe(seconds)
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        ctx = self.app[CONTEXT]
+        ctx = self.app[SERVICES]
         store = ctx.store
         yield GaugeMetricFamily("fieldcomms_store_seq", "Newest seq in the store.", value=store.last_seq)
         docs = GaugeMetricFamily("fieldcomms_store_documents", "Documents in the store by collection.",
@@ -112,7 +112,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.app[SERVICES]
     viewer = request.get(VIEWER)
     address = client_address(request, ctx.settings.trusted_proxies)
     if viewer is None and address not in ctx.settings.metrics_allow:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from fieldcomms import auth as auth_module
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 
 EVENT_TAG = "libdempolicing"
 
@@ -33,12 +33,12 @@ def auth(token: str | None) -> dict[str, str]:
 async def make_user(app: web.Application, role: str, callsign: str, name: str | None = None) -> str:
     """Make a user directly through the store of a running app; returns its token."""
     doc, token = auth_module.make_user(name or f"Test {callsign}", callsign, role)
-    await app[CONTEXT].store.append("user", "users", doc)
+    await app[SERVICES].store.append("user", "users", doc)
     return token
 
 
 async def revoke_user(app: web.Application, callsign: str) -> None:
-    store = app[CONTEXT].store
+    store = app[SERVICES].store
     user = store.get_by("users", "callsign", callsign.lower())
     assert user is not None, callsign
     await store.append("user", "users", {**user, "revoked": True})

@@ -21,7 +21,7 @@ from PIL import Image
 from fieldcomms import demo
 from fieldcomms.config import Settings
 from fieldcomms.demo import TAG
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 from fieldcomms.store import Store
 from tests.conftest import auth
 
@@ -144,7 +144,7 @@ async def test_the_public_report_reaches_control(client: TestClient, demo_dir: t
 
 async def test_zones_for_the_public_exclude_the_cordon(client: TestClient, demo_dir: tuple[Path, str]) -> None:
     resp = await client.get(f"/api/v1/events/{TAG}/zones")
-    ctx = client.app[CONTEXT]
+    ctx = client.app[SERVICES]
     if resp.status == 200:
         public = {f["properties"]["name"] for f in (await resp.json())["features"]}
         control = tokens(demo_dir[1])["SY-SILVER"]
@@ -160,7 +160,7 @@ async def test_zones_for_the_public_exclude_the_cordon(client: TestClient, demo_
 
 async def test_officers_have_positions_the_public_never_sees(client: TestClient,
                                                              demo_dir: tuple[Path, str]) -> None:
-    ctx = client.app[CONTEXT]
+    ctx = client.app[SERVICES]
     positions = [p for p in ctx.store.all("positions") if p["event"] == TAG]
     assert sorted(p["officer"]["callsign"] for p in positions) == ["SY-1234", "SY-2871", "SY-3310", "SY-4102"]
     assert all(len(p["track"]) >= 2 and p["track"][-1]["at"] == p["at"] for p in positions)

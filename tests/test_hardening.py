@@ -36,7 +36,7 @@ from procs import free_port, stop
 
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 from fieldcomms.server import MAX_HEADERS, FieldcommsRunner
 from tests.conftest import auth, make_user
 
@@ -56,7 +56,7 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
     def ctx(self) -> Any:
-        return self.app[CONTEXT]
+        return self.app[SERVICES]
 
 
 @pytest.fixture

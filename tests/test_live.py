@@ -15,8 +15,8 @@ from sse import reader_over
 from fieldcomms import live
 from fieldcomms.api.stream import raise_open_files_limit
 from fieldcomms.config import Settings
-from fieldcomms.context import Context
 from fieldcomms.live import Broker, Subscriber, change_type
+from fieldcomms.services import Services
 from fieldcomms.store import Store
 from fieldcomms.store.store import Change
 from fieldcomms.visibility import Viewer
@@ -45,17 +45,17 @@ class FakeTransport:
 
 
 @pytest.fixture
-async def ctx(tmp_path: Path) -> AsyncIterator[Context]:
+async def ctx(tmp_path: Path) -> AsyncIterator[Services]:
     settings = Settings(data_dir=str(tmp_path), fsync=False, sse_buffer_bytes=4096, sse_ring_size=4)
     store = Store(tmp_path, fsync=False)
-    context = Context(settings, store)
+    context = Services(settings, store)
     await store.open()
     yield context
     await store.close()
 
 
 @pytest.fixture
-async def broker(ctx: Context) -> AsyncIterator[Broker]:
+async def broker(ctx: Services) -> AsyncIterator[Broker]:
     b = Broker(ctx)
     b.start()
     yield b
@@ -189,7 +189,7 @@ async def test_changes_are_held_while_a_subscriber_replays(broker: Broker) -> No
     assert t.writes == [] and [e.change.seq for e in sub.held] == [1]
 
 
-async def test_replay_from_the_ring_or_the_store_or_a_reset(ctx: Context, broker: Broker) -> None:
+async def test_replay_from_the_ring_or_the_store_or_a_reset(ctx: Services, broker: Broker) -> None:
     for i in range(6):  # ring of 4: seqs 3..6 stay
         await ctx.store.append("update", "updates", {**update(0).data, "id": f"upd_{i}", "text": f"t{i}"})
     await turn()

@@ -8,17 +8,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..context import Context
 from ..errors import BadRequest, PayloadTooLarge, ValidationFailed
 from ..idempotency import Slot, key_from
-from ..keys import CONTEXT, VIEWER
+from ..keys import SERVICES, VIEWER
+from ..services import Services
 from ..visibility import Item, Viewer
 
 JSON = "application/json"
 
 
-def ctx_of(request: web.Request) -> Context:
-    return request.app[CONTEXT]
+def ctx_of(request: web.Request) -> Services:
+    return request.app[SERVICES]
 
 
 def viewer_of(request: web.Request) -> Viewer | None:
@@ -131,7 +131,7 @@ class Page:
 
     def collect(
         self,
-        ctx: Context,
+        ctx: Services,
         coll: str,
         event: str,
         viewer: Viewer | None,

@@ -24,11 +24,11 @@ from aiohttp import web
 from shapely.geometry import mapping
 
 from .. import feeds
-from ..context import Context
 from ..domain.events import get_event
 from ..errors import NotFound
 from ..geo import zone_area
-from ..keys import CONTEXT
+from ..keys import SERVICES
+from ..services import Services
 from .common import ctx_of
 from .spec import op, path
 
@@ -65,17 +65,17 @@ class FeedCache:
 
 
 def setup(app: web.Application) -> None:
-    app[CONTEXT].extensions[CACHE] = FeedCache()
+    app[SERVICES].extensions[CACHE] = FeedCache()
 
 
-def _cache(ctx: Context) -> FeedCache:
+def _cache(ctx: Services) -> FeedCache:
     cache = ctx.extensions.get(CACHE)
     if not isinstance(cache, FeedCache):
         cache = ctx.extensions[CACHE] = FeedCache()
     return cache
 
 
-def public_updates(ctx: Context, tag: str, keep: Callable[[Doc], bool] = lambda u: True,
+def public_updates(ctx: Services, tag: str, keep: Callable[[Doc], bool] = lambda u: True,
                    limit: int = FEED_LIMIT) -> list[Doc]:
     """The event's updates as the public sees them, newest first (by seq), at most `limit`."""
     out: list[Doc] = []
@@ -125,7 +125,7 @@ async def alerts_atom(request: web.Request) -> web.Response:
     return _atom(_cache(ctx).get_or_render(("alerts", event["tag"]), ctx.store.last_seq, render))
 
 
-def public_zone_areas(ctx: Context, update: Doc) -> dict[str, Doc]:
+def public_zone_areas(ctx: Services, update: Doc) -> dict[str, Doc]:
     """GeoJSON areas of the update's zones that the public may see, by zone id, for CAP's <polygon>.
 
     A zone's area is its geometry widened by its `buffer_m`, so a march route (a line) becomes the corridor

@@ -11,7 +11,7 @@ from ..domain import map as domain
 from ..domain.events import get_event
 from ..errors import ValidationFailed
 from ..geo import MAX_ZOOM, feature_collection, parse_bbox
-from ..keys import CONTEXT
+from ..keys import SERVICES
 from .common import ctx_of, int_param, json_response, viewer_of
 from .spec import op, path, query, ref
 
@@ -20,7 +20,7 @@ GEOJSON = "application/geo+json"
 
 
 def setup(app: web.Application) -> None:
-    index = domain.install(app[CONTEXT])
+    index = domain.install(app[SERVICES])
 
     async def fill(app: web.Application) -> AsyncIterator[None]:
         async for _ in domain.filling(index):

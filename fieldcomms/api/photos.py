@@ -28,7 +28,6 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..auth import require
-from ..context import Context
 from ..errors import (
     ApiError,
     BadRequest,
@@ -39,9 +38,10 @@ from ..errors import (
     ValidationFailed,
 )
 from ..idempotency import Slot, fingerprint, key_from
-from ..keys import CONTEXT
+from ..keys import SERVICES
 from ..media import MediaStore, ProcessedPhoto, is_photo_id, process_photo
 from ..model import now_str
+from ..services import Services
 from ..visibility import Viewer
 from .common import ctx_of, json_response, parse_json, viewer_of
 from .spec import op, path, ref
@@ -132,13 +132,13 @@ class PhotoWorkers:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def media_of(ctx: Context) -> MediaStore:
+def media_of(ctx: Services) -> MediaStore:
     store: MediaStore = ctx.extensions[MEDIA]
     return store
 
 
 def setup(app: web.Application) -> None:
-    ctx = app[CONTEXT]
+    ctx = app[SERVICES]
     ctx.extensions[MEDIA] = MediaStore(ctx.settings.data_path / "media")
 
     async def photo_workers(app: web.Application) -> AsyncIterator[None]:
@@ -204,7 +204,7 @@ def _hash_and_check(media: MediaStore, data: bytes) -> tuple[str, bool]:
     return photo_id, media.verify(photo_id)
 
 
-async def intake(ctx: Context, data: bytes) -> Upload:
+async def intake(ctx: Services, data: bytes) -> Upload:
     """Process one photo in a worker; bytes already stored (same hash, record and files) are not redone."""
     photo_id, on_disk = await asyncio.to_thread(_hash_and_check, media_of(ctx), data)
     if on_disk and ctx.store.get("photos", photo_id) is not None:
@@ -293,7 +293,7 @@ def render_photo(doc: Doc) -> Doc:
     return {k: doc.get(k) for k in PHOTO_FIELDS}
 
 
-async def store_photo(ctx: Context, uploader: Viewer, upload: Upload, slot: Slot | None = None) -> Doc:
+async def store_photo(ctx: Services, uploader: Viewer, upload: Upload, slot: Slot | None = None) -> Doc:
     """Files first, then the record: a stored record always has its files. The same bytes give one record."""
     if upload.photo is not None:
         await asyncio.to_thread(media_of(ctx).save, upload.photo)
@@ -311,7 +311,7 @@ async def store_photo(ctx: Context, uploader: Viewer, upload: Upload, slot: Slot
     return existing
 
 
-async def store_uploads(ctx: Context, uploader: Viewer, uploads: list[Upload]) -> list[str]:
+async def store_uploads(ctx: Services, uploader: Viewer, uploads: list[Upload]) -> list[str]:
     return [(await store_photo(ctx, uploader, upload))["id"] for upload in uploads]
 
 

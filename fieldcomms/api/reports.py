@@ -9,7 +9,7 @@ from ..domain import rumours as domain
 from ..domain.events import open_event
 from ..errors import TooManyRequests
 from ..idempotency import Slot, fingerprint, key_from
-from ..keys import CONTEXT
+from ..keys import SERVICES
 from ..ratelimit import TokenBucketLimiter, client_address, rate_key
 from .common import Page, ctx_of, json_response, read_json, viewer_of
 from .spec import PAGING, list_of, op, path, ref
@@ -20,7 +20,7 @@ LIMITER = "report_limiter"  # ctx.extensions key
 
 
 def setup(app: web.Application) -> None:
-    ctx = app[CONTEXT]
+    ctx = app[SERVICES]
     settings = ctx.settings
     try:
         limiter = TokenBucketLimiter(settings.report_rate_per_minute / 60.0, settings.report_burst)
@@ -30,7 +30,7 @@ def setup(app: web.Application) -> None:
 
 
 def limiter_of(app: web.Application) -> TokenBucketLimiter:
-    limiter: TokenBucketLimiter = app[CONTEXT].extensions[LIMITER]
+    limiter: TokenBucketLimiter = app[SERVICES].extensions[LIMITER]
     return limiter
 
 

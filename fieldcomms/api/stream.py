@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..context import Context
 from ..domain.events import get_event
-from ..keys import CONTEXT
+from ..keys import SERVICES
 from ..live import STORE_REPLAY_MAX, Broker
+from ..services import Services
 from .common import ctx_of, int_param, viewer_of
 from .spec import op, path, query
 
@@ -21,7 +21,7 @@ routes = web.RouteTableDef()
 
 def setup(app: web.Application) -> None:
     """Create the broker, start it once the store is open, and end every stream on shutdown."""
-    ctx = app[CONTEXT]
+    ctx = app[SERVICES]
     broker = Broker(ctx)
     ctx.extensions["broker"] = broker
 
@@ -38,7 +38,7 @@ def setup(app: web.Application) -> None:
     app.on_shutdown.append(on_shutdown)
 
 
-def broker_of(ctx: Context) -> Broker:
+def broker_of(ctx: Services) -> Broker:
     broker: Broker = ctx.extensions["broker"]
     return broker
 

@@ -9,7 +9,7 @@ from ..domain import zones as domain
 from ..domain.events import get_event
 from ..geo import feature_collection
 from ..idempotency import fingerprint
-from ..keys import CONTEXT
+from ..keys import SERVICES
 from .common import ctx_of, idempotent_create, json_response, read_json, viewer_of
 from .spec import op, path, ref
 
@@ -18,7 +18,7 @@ GEOJSON = "application/geo+json"
 
 
 def setup(app: web.Application) -> None:
-    domain.install(app[CONTEXT])
+    domain.install(app[SERVICES])
 
 
 @routes.post("/api/v1/events/{tag}/zones")

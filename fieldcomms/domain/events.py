@@ -2,20 +2,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import Context
 from ..errors import Conflict, NotFound
 from ..idempotency import Slot
 from ..model import now_str, validate_event_create, validate_event_patch
+from ..services import Services
 
 
-def get_event(ctx: Context, tag: str) -> dict[str, Any]:
+def get_event(ctx: Services, tag: str) -> dict[str, Any]:
     event = ctx.store.get("events", tag.strip().lstrip("#").lower())
     if event is None:
         raise NotFound(f"No event #{tag}.")
     return event
 
 
-def open_event(ctx: Context, tag: str) -> dict[str, Any]:
+def open_event(ctx: Services, tag: str) -> dict[str, Any]:
     """The event, if it still takes new items (updates, rumours, reports, positions)."""
     event = get_event(ctx, tag)
     if event["status"] == "closed":
@@ -23,7 +23,7 @@ def open_event(ctx: Context, tag: str) -> dict[str, Any]:
     return event
 
 
-async def create_event(ctx: Context, body: Any, slot: Slot | None = None) -> dict[str, Any]:
+async def create_event(ctx: Services, body: Any, slot: Slot | None = None) -> dict[str, Any]:
     """`slot` (from Idempotency.run) stores the 201 answer atomically with the event."""
     data = validate_event_create(body)
     if ctx.store.get("events", data["tag"]) is not None:
@@ -36,7 +36,7 @@ async def create_event(ctx: Context, body: Any, slot: Slot | None = None) -> dic
     return await ctx.store.append("event", "events", doc, aux=slot.aux(render) if slot else None)
 
 
-async def patch_event(ctx: Context, tag: str, body: Any) -> dict[str, Any]:
+async def patch_event(ctx: Services, tag: str, body: Any) -> dict[str, Any]:
     event = get_event(ctx, tag)
     changes = validate_event_patch(body, event)
     if not changes or all(event.get(k) == v for k, v in changes.items()):

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import shapely
 
-from ..context import Context
 from ..geo import Bbox, PointIndex, PointSet, cluster, feature, point_geometry
 from ..model import utc_now
+from ..services import Services
 from ..visibility import Viewer, public_map_location
 from .positions import POSITIONS, position_out, positions_of
 from .zones import zone_feature, zones_of
@@ -44,7 +44,7 @@ def _staff_location(coll: str, doc: Doc) -> Doc | None:
 
 
 class MapIndex:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Services) -> None:
         self.ctx = ctx
         self._points: dict[tuple[str, str, str], PointIndex] = {}  # (event, coll, "public" | "staff")
         self._built: set[tuple[str, str]] = set()  # from here on, the apply hook keeps the indexes current
@@ -113,7 +113,7 @@ class MapIndex:
                     done.set_result(None)
 
 
-def install(ctx: Context) -> MapIndex:
+def install(ctx: Services) -> MapIndex:
     index = MapIndex(ctx)
     ctx.extensions["map"] = index
     ctx.store.on_apply(index.on_apply, POINT_COLLS, loading=False)  # it builds lazily
@@ -129,7 +129,7 @@ async def filling(index: MapIndex) -> AsyncIterator[None]:
         await task
 
 
-def map_index(ctx: Context) -> MapIndex:
+def map_index(ctx: Services) -> MapIndex:
     index: MapIndex = ctx.extensions["map"]
     return index
 
@@ -149,7 +149,7 @@ def _item_feature(layer: str, seen: Doc) -> Doc | None:
 class MapQuery:
     """One map request: who asks, the box, `since` and `zoom`."""
 
-    def __init__(self, ctx: Context, event: str, viewer: Viewer | None, bbox: Bbox | None, since: int | None,
+    def __init__(self, ctx: Services, event: str, viewer: Viewer | None, bbox: Bbox | None, since: int | None,
                  zoom: int | None) -> None:
         self.ctx, self.event, self.viewer = ctx, event, viewer
         self.bbox = bbox or WORLD

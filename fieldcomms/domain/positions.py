@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from ..context import Context
 from ..errors import Forbidden, NotFound
 from ..geo import PointIndex, geodesic_m, radius_bbox
 from ..idempotency import Slot
@@ -31,6 +30,7 @@ from ..model import (
     time_value,
     utc_now,
 )
+from ..services import Services
 from ..visibility import Viewer
 
 Doc = dict[str, Any]
@@ -62,12 +62,12 @@ class Positions:
         return index
 
 
-def positions_of(ctx: Context) -> Positions:
+def positions_of(ctx: Services) -> Positions:
     positions: Positions = ctx.extensions["positions"]
     return positions
 
 
-def install(ctx: Context) -> Positions:
+def install(ctx: Services) -> Positions:
     positions = Positions()
     ctx.extensions["positions"] = positions
     ctx.store.on_apply(positions.on_apply, {POSITIONS})
@@ -90,7 +90,7 @@ def position_out(seen: Doc, now: float, stale_after_s: float) -> Doc:
             "track": seen.get("track", [])}
 
 
-def officers(ctx: Context, event: str, viewer: Viewer) -> list[Doc]:
+def officers(ctx: Services, event: str, viewer: Viewer) -> list[Doc]:
     now, stale_s = utc_now().timestamp(), ctx.settings.stale_after_minutes * 60
     items = []
     for pos_id, *_ in positions_of(ctx).index(event).query((-180.0, -90.0, 180.0, 90.0)):
@@ -101,7 +101,7 @@ def officers(ctx: Context, event: str, viewer: Viewer) -> list[Doc]:
     return items
 
 
-def within(ctx: Context, event: str, lat: float, lon: float, radius_m: float) -> Iterator[tuple[float, Doc]]:
+def within(ctx: Services, event: str, lat: float, lon: float, radius_m: float) -> Iterator[tuple[float, Doc]]:
     """(distance in metres, stored doc) of each officer whose latest position is fresh and within the radius."""
     now, stale_s = utc_now().timestamp(), ctx.settings.stale_after_minutes * 60
     for pos_id, plon, plat, _seq in positions_of(ctx).index(event).query(radius_bbox(lat, lon, radius_m)):
@@ -113,7 +113,7 @@ def within(ctx: Context, event: str, lat: float, lon: float, radius_m: float) ->
             yield distance, doc
 
 
-def nearby(ctx: Context, event: str, viewer: Viewer, lat: float, lon: float, radius_m: float) -> list[Doc]:
+def nearby(ctx: Services, event: str, viewer: Viewer, lat: float, lon: float, radius_m: float) -> list[Doc]:
     """Other officers with a fresh position within the radius, nearest first."""
     found = []
     for distance, doc in within(ctx, event, lat, lon, radius_m):
@@ -178,7 +178,7 @@ def next_position(old: Doc | None, event: str, viewer: Viewer, inp: Doc, now: da
     return new
 
 
-async def record_position(ctx: Context, event: Doc, viewer: Viewer, inp: Doc) -> None:
+async def record_position(ctx: Services, event: Doc, viewer: Viewer, inp: Doc) -> None:
     # No await between reading the old document and appending the new one: two reports cannot interleave.
     old = ctx.store.get(POSITIONS, f"pos_{event['tag']}_{viewer.id}")
     new = next_position(old, event["tag"], viewer, inp, utc_now())
@@ -206,7 +206,7 @@ def validate_alert(body: Any, max_text_chars: int) -> Doc:
     return {"text": text, "location": location, "radius_m": radius}
 
 
-def build_alert(ctx: Context, event: Doc, viewer: Viewer, inp: Doc) -> Doc:
+def build_alert(ctx: Services, event: Doc, viewer: Viewer, inp: Doc) -> Doc:
     loc = inp["location"]
     found = sorted(within(ctx, event["tag"], loc["lat"], loc["lon"], inp["radius_m"]),
                    key=lambda hit: (hit[0], hit[1]["officer"]["callsign"]))
@@ -215,7 +215,7 @@ def build_alert(ctx: Context, event: Doc, viewer: Viewer, inp: Doc) -> Doc:
             "recipients": [dict(doc["officer"]) for _, doc in found], "acks": [], "created_at": now_str()}
 
 
-async def store_alert(ctx: Context, doc: Doc, viewer: Viewer, slot: Slot | None) -> Doc:
+async def store_alert(ctx: Services, doc: Doc, viewer: Viewer, slot: Slot | None) -> Doc:
     def render(stored: Doc) -> Doc:
         return ctx.view(ALERTS, stored, viewer) or {}
 
@@ -223,14 +223,14 @@ async def store_alert(ctx: Context, doc: Doc, viewer: Viewer, slot: Slot | None)
     return render(stored)
 
 
-def visible_alert(ctx: Context, alert_id: str, viewer: Viewer | None) -> Doc:
+def visible_alert(ctx: Services, alert_id: str, viewer: Viewer | None) -> Doc:
     seen = ctx.visible(ALERTS, alert_id, viewer)
     if seen is None:
         raise NotFound(f"No alert {alert_id}.")
     return seen
 
 
-async def acknowledge(ctx: Context, alert_id: str, viewer: Viewer) -> None:
+async def acknowledge(ctx: Services, alert_id: str, viewer: Viewer) -> None:
     visible_alert(ctx, alert_id, viewer)  # 404 for an officer it was not sent to
     doc = ctx.store.get(ALERTS, alert_id)
     assert doc is not None

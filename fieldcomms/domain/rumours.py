@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..context import Context
 from ..errors import NotFound, ValidationFailed
 from ..idempotency import Slot
 from ..model import (
@@ -37,6 +36,7 @@ from ..model import (
 )
 from ..rumours import claimreview, lifecycle, urgency
 from ..rumours.matching import DEFAULT_THRESHOLD, Matcher
+from ..services import Services
 from ..visibility import Viewer
 from .events import get_event, open_event
 from .updates import build_update, store_update
@@ -185,14 +185,14 @@ def _actor(viewer: Viewer) -> Doc:
     return {"id": viewer.id, "callsign": viewer.callsign}
 
 
-def render(ctx: Context, rumour: Doc | None, viewer: Viewer | None, now: datetime | None = None) -> Doc | None:
+def render(ctx: Services, rumour: Doc | None, viewer: Viewer | None, now: datetime | None = None) -> Doc | None:
     """The rumour as `viewer` may see it, with `urgency` and `sightings_last_hour` as of now."""
     if rumour is None:
         return None
     return ctx.view(RUMOURS, urgency.refresh(rumour, now or utc_now()), viewer)
 
 
-def visible_rumour(ctx: Context, rumour_id: str, viewer: Viewer | None) -> Doc:
+def visible_rumour(ctx: Services, rumour_id: str, viewer: Viewer | None) -> Doc:
     """The stored rumour, if `viewer` may see it (404 otherwise, so its existence stays private)."""
     doc = ctx.store.get(RUMOURS, rumour_id)
     if doc is None or ctx.view(RUMOURS, doc, viewer) is None:
@@ -200,7 +200,7 @@ def visible_rumour(ctx: Context, rumour_id: str, viewer: Viewer | None) -> Doc:
     return doc
 
 
-async def _store(ctx: Context, rumour: Doc, viewer: Viewer, slot: Slot | None, extra: Doc | None = None) -> Doc:
+async def _store(ctx: Services, rumour: Doc, viewer: Viewer, slot: Slot | None, extra: Doc | None = None) -> Doc:
     """Store a rumour change (type "rumour"), with the idempotency answer and `extra` (coll, doc) atomically."""
 
     def shown(stored: Doc) -> Doc:
@@ -214,14 +214,14 @@ async def _store(ctx: Context, rumour: Doc, viewer: Viewer, slot: Slot | None, e
     return shown(stored)
 
 
-async def create_rumour(ctx: Context, tag: str, viewer: Viewer, inp: Doc, slot: Slot | None) -> Doc:
+async def create_rumour(ctx: Services, tag: str, viewer: Viewer, inp: Doc, slot: Slot | None) -> Doc:
     event = open_event(ctx, tag)
     rumour = lifecycle.new_rumour(new_id("rum"), event["tag"], inp["claim"], inp["location"], inp["source"],
                                   _actor(viewer), utc_now())
     return await _store(ctx, rumour, viewer, slot)
 
 
-async def add_sighting(ctx: Context, rumour_id: str, viewer: Viewer, inp: Doc, slot: Slot | None) -> Doc:
+async def add_sighting(ctx: Services, rumour_id: str, viewer: Viewer, inp: Doc, slot: Slot | None) -> Doc:
     rumour = visible_rumour(ctx, rumour_id, viewer)
     open_event(ctx, rumour["event"])
     report = None
@@ -240,11 +240,11 @@ async def add_sighting(ctx: Context, rumour_id: str, viewer: Viewer, inp: Doc, s
     return await _store(ctx, updated, viewer, slot, extra)
 
 
-def rebuttal_url(ctx: Context, tag: str, update_id: str) -> str:
+def rebuttal_url(ctx: Services, tag: str, update_id: str) -> str:
     return f"{ctx.settings.public_base_url}/events/{tag}#update-{update_id}"
 
 
-async def add_rebuttal(ctx: Context, rumour_id: str, viewer: Viewer, inp: Doc, slot: Slot | None) -> Doc:
+async def add_rebuttal(ctx: Services, rumour_id: str, viewer: Viewer, inp: Doc, slot: Slot | None) -> Doc:
     rumour = visible_rumour(ctx, rumour_id, viewer)
     event = open_event(ctx, rumour["event"])
     update_id = inp["update_id"]
@@ -263,7 +263,7 @@ async def add_rebuttal(ctx: Context, rumour_id: str, viewer: Viewer, inp: Doc, s
     return await _store(ctx, updated, viewer, slot)
 
 
-async def set_status(ctx: Context, rumour_id: str, viewer: Viewer, status: str) -> Doc:
+async def set_status(ctx: Services, rumour_id: str, viewer: Viewer, status: str) -> Doc:
     rumour = visible_rumour(ctx, rumour_id, viewer)
     updated = lifecycle.set_status(rumour, status, _actor(viewer), utc_now())
     if updated["status"] == rumour["status"]:
@@ -271,7 +271,7 @@ async def set_status(ctx: Context, rumour_id: str, viewer: Viewer, status: str) 
     return await _store(ctx, updated, viewer, None)
 
 
-async def unlink_retracted(ctx: Context, update: Doc, by: Viewer) -> None:
+async def unlink_retracted(ctx: Services, update: Doc, by: Viewer) -> None:
     """After an update is retracted: every rebuttal pointing at it goes, and each rumour falls back (to the
     previous rebuttal's verdict, or to `investigating`, which takes it off the public board)."""
     linked = [r for r in ctx.store.newest_first(RUMOURS, update.get("event") or "")
@@ -282,13 +282,13 @@ async def unlink_retracted(ctx: Context, update: Doc, by: Viewer) -> None:
         await ctx.store.append("rumour", RUMOURS, updated)
 
 
-def _docs(ctx: Context, coll: str, tag: str, since: int | None, before: int | None) -> Iterator[Doc]:
+def _docs(ctx: Services, coll: str, tag: str, since: int | None, before: int | None) -> Iterator[Doc]:
     docs = ctx.store.oldest_first(coll, tag, since) if since is not None else ctx.store.newest_first(coll, tag, before)
     return (d for d in docs if d is not None)
 
 
 def list_rumours(
-    ctx: Context,
+    ctx: Services,
     tag: str,
     viewer: Viewer | None,
     *,
@@ -323,7 +323,7 @@ def list_rumours(
     return {"items": items, "last_seq": last_seq}
 
 
-def public_board(ctx: Context, tag: str, now: datetime | None = None) -> list[Doc]:
+def public_board(ctx: Services, tag: str, now: datetime | None = None) -> list[Doc]:
     """The public rumour board of an event: each rumour with a published verdict as the public sees it, its
     latest public rebuttal's update (public view, or None) and its ClaimReview; latest answer first."""
     event = get_event(ctx, tag)
@@ -345,14 +345,14 @@ def public_board(ctx: Context, tag: str, now: datetime | None = None) -> list[Do
 # ---- reports from the public ------------------------------------------------------------------------------
 
 
-def matcher_of(ctx: Context) -> Matcher:
+def matcher_of(ctx: Services) -> Matcher:
     matcher = ctx.extensions.get(MATCHER)
     if not isinstance(matcher, Matcher):
         matcher = ctx.extensions[MATCHER] = Matcher(ctx.settings.match_threshold or DEFAULT_THRESHOLD)
     return matcher
 
 
-async def create_report(ctx: Context, tag: str, inp: Doc, slot: Slot | None) -> Doc:
+async def create_report(ctx: Services, tag: str, inp: Doc, slot: Slot | None) -> Doc:
     event = open_event(ctx, tag)
     doc = {"id": new_id("rep"), "event": event["tag"], **inp, "received_at": now_str(), "counted_for": []}
 
@@ -364,7 +364,7 @@ async def create_report(ctx: Context, tag: str, inp: Doc, slot: Slot | None) -> 
 
 
 def list_reports(
-    ctx: Context, tag: str, viewer: Viewer | None, *, since: int | None = None, before: int | None = None,
+    ctx: Services, tag: str, viewer: Viewer | None, *, since: int | None = None, before: int | None = None,
     limit: int = 50,
 ) -> Doc:
     """Reports as `viewer` may see them (paged like every list), each with the event's rumours it resembles."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import Context
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..idempotency import Slot
 from ..model import UpdateInput, hashtags, new_id, now_str
+from ..services import Services
 from ..visibility import Viewer
 
 Doc = dict[str, Any]
@@ -19,7 +19,7 @@ def photo_summary(photo: Doc) -> Doc:
     return {k: photo[k] for k in PHOTO_SUMMARY}
 
 
-def build_update(ctx: Context, event: Doc, author: Viewer, inp: UpdateInput) -> Doc:
+def build_update(ctx: Services, event: Doc, author: Viewer, inp: UpdateInput) -> Doc:
     """The new update's document, after the checks that need the store (photos, reply_to)."""
     problems = []
     photos = []
@@ -64,7 +64,7 @@ def build_update(ctx: Context, event: Doc, author: Viewer, inp: UpdateInput) -> 
     }
 
 
-async def store_update(ctx: Context, doc: Doc, author: Viewer, slot: Slot | None) -> Doc:
+async def store_update(ctx: Services, doc: Doc, author: Viewer, slot: Slot | None) -> Doc:
     def render(stored: Doc) -> Doc:
         return ctx.view("updates", stored, author) or {}
 
@@ -72,14 +72,14 @@ async def store_update(ctx: Context, doc: Doc, author: Viewer, slot: Slot | None
     return render(stored)
 
 
-def visible_update(ctx: Context, update_id: str, viewer: Viewer | None) -> Doc:
+def visible_update(ctx: Services, update_id: str, viewer: Viewer | None) -> Doc:
     doc = ctx.store.get("updates", update_id)
     if ctx.view("updates", doc, viewer) is None or doc is None:
         raise NotFound(f"No update {update_id}.")
     return doc
 
 
-async def amplify(ctx: Context, update_id: str, viewer: Viewer) -> Doc:
+async def amplify(ctx: Services, update_id: str, viewer: Viewer) -> Doc:
     doc = visible_update(ctx, update_id, viewer)
     if doc["status"] != "active":
         raise Conflict("A retracted update cannot be amplified.")
@@ -89,7 +89,7 @@ async def amplify(ctx: Context, update_id: str, viewer: Viewer) -> Doc:
     return await ctx.store.append("update", "updates", new)
 
 
-async def retract(ctx: Context, update_id: str, viewer: Viewer) -> Doc:
+async def retract(ctx: Services, update_id: str, viewer: Viewer) -> Doc:
     doc = visible_update(ctx, update_id, viewer)
     if doc["author"]["id"] != viewer.id and not viewer.at_least("control"):
         raise Forbidden("Only its author or the control room may retract an update.")

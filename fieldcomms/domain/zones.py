@@ -12,11 +12,11 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..context import Context
 from ..errors import NotFound
 from ..geo import ZoneIndex, parse_zone_feature, zone_to_feature
 from ..idempotency import Slot
 from ..model import new_id, now_str
+from ..services import Services
 from ..visibility import Viewer
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,12 @@ class Zones:
         return None if index is None else index.area(zone_id)
 
 
-def zones_of(ctx: Context) -> Zones:
+def zones_of(ctx: Services) -> Zones:
     zones: Zones = ctx.extensions["zones"]
     return zones
 
 
-def install(ctx: Context) -> Zones:
+def install(ctx: Services) -> Zones:
     """Register the zone index with the store (before it opens, so loading rebuilds it) and the context."""
     zones = Zones()
     ctx.extensions["zones"] = zones
@@ -92,7 +92,7 @@ def build_zone(event: Doc, body: Any) -> Doc:
     return {"id": new_id("zone"), "event": event["tag"], **zone, "deleted": False, "created_at": now_str()}
 
 
-async def store_zone(ctx: Context, doc: Doc, viewer: Viewer, slot: Slot | None) -> Doc:
+async def store_zone(ctx: Services, doc: Doc, viewer: Viewer, slot: Slot | None) -> Doc:
     def render(stored: Doc) -> Doc:
         return zone_feature(ctx.view(ZONES, stored, viewer) or {})
 
@@ -100,7 +100,7 @@ async def store_zone(ctx: Context, doc: Doc, viewer: Viewer, slot: Slot | None) 
     return render(stored)
 
 
-def visible_zones(ctx: Context, event: str, viewer: Viewer | None) -> list[Doc]:
+def visible_zones(ctx: Services, event: str, viewer: Viewer | None) -> list[Doc]:
     out = []
     for zone in zones_of(ctx).of_event(event):
         seen = ctx.view(ZONES, zone, viewer)
@@ -109,7 +109,7 @@ def visible_zones(ctx: Context, event: str, viewer: Viewer | None) -> list[Doc]:
     return out
 
 
-async def delete_zone(ctx: Context, zone_id: str, viewer: Viewer) -> None:
+async def delete_zone(ctx: Services, zone_id: str, viewer: Viewer) -> None:
     """Tombstone the zone (control only). Deleting a deleted zone again succeeds: a retry over a bad link."""
     doc = ctx.store.get(ZONES, zone_id)
     if doc is None:

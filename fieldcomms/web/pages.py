@@ -12,11 +12,11 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..context import Context
 from ..domain.events import get_event
 from ..domain.rumours import public_board
 from ..errors import NotFound
-from ..keys import CONTEXT
+from ..keys import SERVICES
+from ..services import Services
 from .render import JINJA
 
 PAGE_SIZE = 50
@@ -36,7 +36,7 @@ def not_found(request: web.Request, what: str) -> web.Response:
     return _render(request, "not_found.html", {"what": what}, status=404)
 
 
-def _event(ctx: Context, tag: str) -> Doc | None:
+def _event(ctx: Services, tag: str) -> Doc | None:
     try:
         event = get_event(ctx, tag)
     except NotFound:
@@ -49,7 +49,7 @@ def _before(request: web.Request) -> int | None:
     return int(raw) if raw.isdigit() and 0 < int(raw) < 2**63 else None
 
 
-def public_updates(ctx: Context, tag: str, before: int | None, limit: int = PAGE_SIZE) -> tuple[list[Doc], bool]:
+def public_updates(ctx: Services, tag: str, before: int | None, limit: int = PAGE_SIZE) -> tuple[list[Doc], bool]:
     """The newest public updates (below `before`), as the public sees them, and whether older ones exist."""
     shown: list[Doc] = []
     for doc in ctx.store.newest_first(UPDATES, tag, before):
@@ -62,7 +62,7 @@ def public_updates(ctx: Context, tag: str, before: int | None, limit: int = PAGE
     return shown, False
 
 
-def _page_context(ctx: Context, event: Doc, current: str) -> dict[str, Any]:
+def _page_context(ctx: Services, event: Doc, current: str) -> dict[str, Any]:
     tag = event["tag"]
     return {
         "current": current,
@@ -76,7 +76,7 @@ def _page_context(ctx: Context, event: Doc, current: str) -> dict[str, Any]:
 
 
 async def event_page(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.app[SERVICES]
     event = _event(ctx, request.match_info["tag"])
     if event is None:
         return not_found(request, f"There is no event #{request.match_info['tag']}.")
@@ -94,7 +94,7 @@ async def event_page(request: web.Request) -> web.Response:
 
 
 async def rumours_page(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    ctx = request.app[SERVICES]
     event = _event(ctx, request.match_info["tag"])
     if event is None:
         return not_found(request, f"There is no event #{request.match_info['tag']}.")
@@ -105,7 +105,7 @@ async def rumours_page(request: web.Request) -> web.Response:
 
 async def control_page(request: web.Request) -> web.Response:
     """The page holds no data: its script asks for a token and reads everything through the API with it."""
-    ctx = request.app[CONTEXT]
+    ctx = request.app[SERVICES]
     event = _event(ctx, request.match_info["tag"])
     if event is None:
         return not_found(request, f"There is no event #{request.match_info['tag']}.")

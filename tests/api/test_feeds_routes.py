@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from lxml import etree
 
 from fieldcomms.geo import ZoneIndex
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 from tests.conftest import auth
 from tests.test_feeds import assert_rfc4287
 
@@ -230,7 +230,7 @@ async def test_cap_area_draws_public_zones_as_polygons(
     """Zones as the zones API stores them: the public demonstration area and march route are drawn, the
     internal cordon is neither named nor drawn."""
     tag = event["tag"]
-    ctx = client.app[CONTEXT]
+    ctx = client.app[SERVICES]
     zones = [
         {"id": "zon_area", "event": tag, "name": "Barkers Pool demonstration area", "kind": "demonstration-area",
          "visibility": "public", "buffer_m": 0.0, "geometry": {"type": "Polygon", "coordinates": [[
@@ -274,7 +274,7 @@ async def test_cap_area_draws_public_zones_as_polygons(
 
 async def test_cap_works_with_no_zones_stored(client: TestClient, event: Doc, officer_token: str,
                                               cap_schema: etree.XMLSchema) -> None:
-    client.app[CONTEXT].zones_for = lambda event_tag, lat, lon: [
+    client.app[SERVICES].zones_for = lambda event_tag, lat, lon: [
         {"id": "zon_gone", "name": "Fargate", "kind": "other", "visibility": "public"}]
     warning = await post(client, officer_token, event["tag"], kind="warning", visibility="public",
                          text="Flares reported on Fargate.", location={"lat": 53.3810, "lon": -1.4690})

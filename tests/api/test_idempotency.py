@@ -12,7 +12,7 @@ from conftest import auth, make_user
 
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 
 URL = "/api/v1/events/libdempolicing/updates"
 BODY = {"text": "Officer needs water at Barkers Pool", "kind": "warning"}
@@ -23,7 +23,7 @@ def keyed(token: str, key: str) -> dict[str, str]:
 
 
 def stored_texts(app: web.Application) -> list[str]:
-    return [u["text"] for u in app[CONTEXT].store.all("updates")]
+    return [u["text"] for u in app[SERVICES].store.all("updates")]
 
 
 async def test_same_key_twice_stores_one_and_answers_the_same(client: TestClient, officer_token: str,
@@ -31,12 +31,12 @@ async def test_same_key_twice_stores_one_and_answers_the_same(client: TestClient
     first = await client.post(URL, json=BODY, headers=keyed(officer_token, "k-1"))
     assert first.status == 201
     first_body = await first.read()
-    seq = client.app[CONTEXT].store.last_seq
+    seq = client.app[SERVICES].store.last_seq
     second = await client.post(URL, json=BODY, headers=keyed(officer_token, "k-1"))
     assert second.status == 201
     assert await second.read() == first_body
     assert stored_texts(client.app) == [BODY["text"]]
-    assert client.app[CONTEXT].store.last_seq == seq  # the repeat wrote nothing
+    assert client.app[SERVICES].store.last_seq == seq  # the repeat wrote nothing
 
 
 async def test_without_a_key_each_post_is_new(client: TestClient, officer_token: str, event: dict[str, Any]) -> None:
@@ -165,4 +165,4 @@ async def test_creating_an_event_honours_the_key(client: TestClient, control_tok
     assert clash.status == 422
     taken = await client.post("/api/v1/events", json=body, headers=keyed(control_token, "ev-2"))
     assert taken.status == 409
-    assert [e["tag"] for e in client.app[CONTEXT].store.all("events")] == ["march"]
+    assert [e["tag"] for e in client.app[SERVICES].store.all("events")] == ["march"]

@@ -14,7 +14,7 @@ from shapely.geometry import Point, Polygon, shape
 
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 
 SYDNEY = "sydneyvigil"
 SHEFFIELD = "libdempolicing"
@@ -236,7 +236,7 @@ async def test_a_restarted_server_fills_its_map_in_the_background(
 
     client = await aiohttp_client(create_app(settings))  # the fill starts with the server
     m.client = client
-    index = map_domain.map_index(client.app[CONTEXT])
+    index = map_domain.map_index(client.app[SERVICES])
     # Changes made while the fill is under way are kept, and nothing retracted comes back.
     await m.client.delete(f"/api/v1/updates/{posted[0]['id']}", headers=auth(m.officer))
     late = await m.post(SHEFFIELD, 53.39, -1.47, text="late")
@@ -249,13 +249,13 @@ async def test_a_restarted_server_fills_its_map_in_the_background(
 async def test_changes_during_the_background_fill_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    from fieldcomms.context import Context
     from fieldcomms.domain import map as map_domain
+    from fieldcomms.services import Services
     from fieldcomms.store import Store
 
     monkeypatch.setattr(map_domain, "FILL_SLICE", 2)
     store = Store(tmp_path, fsync=False)
-    ctx = Context(Settings(data_dir=str(tmp_path)), store)
+    ctx = Services(Settings(data_dir=str(tmp_path)), store)
     index = map_domain.install(ctx)
     await store.open()
     await store.append("event", "events", {"id": SHEFFIELD, "tag": SHEFFIELD, "status": "live"})

@@ -30,7 +30,7 @@ from fieldcomms.api import photos as photos_api
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
 from fieldcomms.errors import PayloadTooLarge, ValidationFailed
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 from tests.imagebytes import jpeg_segments, png_chunks
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "samples" / "photos"
@@ -208,7 +208,7 @@ def fields_of(problem: dict[str, Any]) -> list[str]:
 
 
 def media_files(app: web.Application) -> list[pathlib.Path]:
-    root = app[CONTEXT].settings.data_path / "media"
+    root = app[SERVICES].settings.data_path / "media"
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
@@ -454,7 +454,7 @@ async def small(aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: 
     """An app whose photos may be at most 4 KiB, with an officer and a live event."""
     settings = Settings(data_dir=str(tmp_path / "small"), demo_admin=False, max_photo_bytes=SMALL_LIMIT)
     client = await aiohttp_client(create_app(settings))
-    store = client.app[CONTEXT].store
+    store = client.app[SERVICES].store
     officer, token = auth_module.make_user("Officer", "small1", "officer")
     control, control_token = auth_module.make_user("Control", "smallc", "control")
     await store.append("user", "users", officer)
@@ -553,7 +553,7 @@ async def test_image_work_is_not_done_in_the_server_process(client: TestClient, 
 
 
 async def test_a_dead_worker_is_replaced(client: TestClient, officer_token: str) -> None:
-    workers = client.app[CONTEXT].extensions[photos_api.WORKERS]
+    workers = client.app[SERVICES].extensions[photos_api.WORKERS]
     assert (await upload(client, officer_token, small_jpeg()))[0] == 201
     broken = workers._pool
     for process in list(broken._processes.values()):
@@ -666,8 +666,8 @@ async def test_same_file_twice_gives_one_id_and_one_file(client: TestClient, off
     assert first == second
     files = media_files(client.app)
     assert [p.name for p in files] == [first["id"], first["id"] + ".thumb"]
-    assert client.app[CONTEXT].store.count("photos") == 1
-    record = client.app[CONTEXT].store.get("photos", first["id"])
+    assert client.app[SERVICES].store.count("photos") == 1
+    record = client.app[SERVICES].store.get("photos", first["id"])
     assert record is not None and record["uploaded_by"]["callsign"] == "officer1"
 
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, make_mocked_request
 from fieldcomms import auth as auth_module
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 from fieldcomms.ratelimit import TokenBucketLimiter, client_address, rate_key
 
 TAG = "libdempolicing"
@@ -70,7 +70,7 @@ async def proxied_client(
                         report_rate_per_minute=6.0, trusted_proxies=trusted)
     client = await aiohttp_client(create_app(settings))
     doc, token = auth_module.make_user("Control", "control9", "control")
-    await client.app[CONTEXT].store.append("user", "users", doc)
+    await client.app[SERVICES].store.append("user", "users", doc)
     await ok(await client.post("/api/v1/events", json={"tag": TAG, "title": "Conference", "status": "live"},
                                headers=auth(token)), 201)
     return client
@@ -98,7 +98,7 @@ async def test_anyone_may_report_and_only_officers_read_with_contact_for_control
     control_view = await ok(await client.get(REPORTS, headers=auth(control_token)))
     assert control_view["items"][0]["contact"] == "jo@example.org"
     # Nothing about the sender's address is kept.
-    assert "127.0.0.1" not in str(client.app[CONTEXT].store.get("reports", sent["id"]))
+    assert "127.0.0.1" not in str(client.app[SERVICES].store.get("reports", sent["id"]))
     # The public's copy of a report never exists, on any surface.
     assert (await client.get(f"{REPORTS}?since=0")).status == 401
 

@@ -12,7 +12,7 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
 from fieldcomms.domain.rumours import public_board
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 
 TAG = "libdempolicing"
 RUMOURS = f"/api/v1/events/{TAG}/rumours"
@@ -160,13 +160,13 @@ async def test_snipers_logged_sighted_and_rebutted_with_a_photo(
     assert len(full["sources"]) == 3 and full["history"][-1]["by"]["callsign"] == "officer1"
 
     # What the rumour board page gets.
-    [entry] = public_board(client.app[CONTEXT], TAG)
+    [entry] = public_board(client.app[SERVICES], TAG)
     assert entry["rumour"] == public | {"urgency": entry["rumour"]["urgency"]}
     assert entry["rebuttal_update"]["id"] == rebuttal["update_id"]
     review = entry["claim_review"]
     assert review["claimReviewed"] == SNIPERS
     assert review["reviewRating"]["alternateName"] == "False"
-    assert review["author"]["name"] == client.app[CONTEXT].settings.organisation
+    assert review["author"]["name"] == client.app[SERVICES].settings.organisation
     assert review["url"] == rebuttal["url"]
     assert review["image"].endswith(photo["url"])
 
@@ -191,7 +191,7 @@ async def test_kettle_investigated_then_answered_misleading_with_a_public_update
     assert_public_shape(public)
     assert public["status"] == "misleading"
     assert public["rebuttals"] == [{k: v for k, v in rumour["rebuttals"][0].items() if k != "by"}]
-    [entry] = public_board(client.app[CONTEXT], TAG)
+    [entry] = public_board(client.app[SERVICES], TAG)
     assert entry["claim_review"]["reviewRating"]["alternateName"] == "Misleading"
     assert entry["rebuttal_update"]["text"] == update["text"]
 
@@ -286,7 +286,7 @@ async def test_retracting_the_rebuttal_unlinks_it_and_the_rumour_leaves_the_publ
     assert rumour["history"][-1]["by"]["callsign"] == "control1"
     await problem(await get_rumour(client, rid), 404)
     assert await ids(client, RUMOURS) == []
-    assert public_board(client.app[CONTEXT], TAG) == []
+    assert public_board(client.app[SERVICES], TAG) == []
 
 
 async def test_retracting_the_latest_of_two_rebuttals_falls_back_to_the_earlier_verdict(

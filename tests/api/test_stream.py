@@ -24,7 +24,7 @@ from sse import Event, SSEReader
 
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 
 TAG = "libdempolicing"
 STREAM = f"/api/v1/events/{TAG}/stream"
@@ -56,7 +56,7 @@ class World:
 
     @property
     def broker(self) -> Any:
-        return self.client.app[CONTEXT].extensions["broker"]
+        return self.client.app[SERVICES].extensions["broker"]
 
 
 Make = Callable[..., Awaitable[World]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fieldcomms.keys import CONTEXT
+from fieldcomms.keys import SERVICES
 from tests.conftest import auth
 
 
@@ -14,9 +14,9 @@ async def test_create_user_token_works_once_shown_and_revocation(client, admin_t
     assert set(body) == {"id", "name", "callsign", "role", "token"}
     me = await client.get("/api/v1/me", headers=auth(body["token"]))
     assert await me.json() == {"id": body["id"], "name": "PC Holt", "callsign": "SY-1234", "role": "officer"}
-    stored = client.app[CONTEXT].store.get("users", body["id"])
+    stored = client.app[SERVICES].store.get("users", body["id"])
     assert body["token"] not in str(stored)  # only the hash
-    known = client.app[CONTEXT].viewers  # callers remembered between requests: by hash, never by token
+    known = client.app[SERVICES].viewers  # callers remembered between requests: by hash, never by token
     assert [v.callsign for v in known.values()].count("SY-1234") == 1 and body["token"] not in str(known)
     dup = await client.post("/api/v1/users", json={"name": "Other", "callsign": "sy-1234", "role": "officer"},
                             headers=auth(admin_token))
@@ -35,7 +35,7 @@ async def test_idempotent_user_creation_never_replays_the_token(client, admin_to
     a, b = await first.json(), await again.json()
     assert a["token"] and b["token"] is None
     assert {k: v for k, v in a.items() if k != "token"} == {k: v for k, v in b.items() if k != "token"}
-    users = [u for u in client.app[CONTEXT].store.all("users") if u["callsign"] == "SY-2871"]
+    users = [u for u in client.app[SERVICES].store.all("users") if u["callsign"] == "SY-2871"]
     assert len(users) == 1
     other = await client.post("/api/v1/users", json={**payload, "name": "x"}, headers=headers)
     assert other.status == 422

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from fieldcomms.config import Settings
-from fieldcomms.context import Context
 from fieldcomms.domain import rumours as domain
 from fieldcomms.domain.events import create_event
 from fieldcomms.domain.updates import build_update, retract, store_update
 from fieldcomms.errors import Conflict, NotFound, ValidationFailed
 from fieldcomms.model import validate_update
 from fieldcomms.rumours.matching import DEFAULT_THRESHOLD
+from fieldcomms.services import Services
 from fieldcomms.store import Change, Store
 from fieldcomms.visibility import Viewer
 
@@ -32,10 +32,10 @@ Doc = dict[str, Any]
 
 
 @pytest.fixture
-async def ctx(tmp_path: Path) -> AsyncIterator[Context]:
+async def ctx(tmp_path: Path) -> AsyncIterator[Services]:
     settings = Settings(data_dir=str(tmp_path), fsync=False, demo_admin=False, base_url="https://police.example")
     store = Store(settings.data_path, fsync=False)
-    context = Context(settings, store)
+    context = Services(settings, store)
     await store.open()
     await create_event(context, {"tag": TAG, "title": "Conference", "status": "live"})
     yield context
@@ -46,19 +46,19 @@ def errors(exc: pytest.ExceptionInfo[ValidationFailed]) -> set[str]:
     return {e["field"] for e in exc.value.errors}
 
 
-async def log(ctx: Context, claim: str, **inp: Any) -> Doc:
+async def log(ctx: Services, claim: str, **inp: Any) -> Doc:
     body = domain.validate_rumour_create({"claim": claim, **inp}, 2000)
     return await domain.create_rumour(ctx, TAG, OFFICER, body, None)
 
 
-async def public_update(ctx: Context, text: str, visibility: str = "public") -> Doc:
+async def public_update(ctx: Services, text: str, visibility: str = "public") -> Doc:
     event = ctx.store.get("events", TAG)
     assert event is not None
     doc = build_update(ctx, event, OFFICER, validate_update({"text": text, "visibility": visibility}))
     return await store_update(ctx, doc, OFFICER, None)
 
 
-async def rebut(ctx: Context, rumour_id: str, verdict: str, update_id: str) -> Doc:
+async def rebut(ctx: Services, rumour_id: str, verdict: str, update_id: str) -> Doc:
     inp = domain.validate_rebuttal({"verdict": verdict, "update_id": update_id}, 2000, 4)
     return await domain.add_rebuttal(ctx, rumour_id, OFFICER, inp, None)
 
@@ -122,7 +122,7 @@ def test_status_patch_and_report_validation() -> None:
 # --- operations ------------------------------------------------------------------------------------------------
 
 
-async def test_every_rumour_change_is_stored_as_a_rumour_change_with_its_seq(ctx: Context) -> None:
+async def test_every_rumour_change_is_stored_as_a_rumour_change_with_its_seq(ctx: Services) -> None:
     changes: list[Change] = []
     ctx.store.add_listener(changes.append)
     rumour = await log(ctx, SNIPERS, location={"lat": 53.38, "lon": -1.47})
@@ -141,7 +141,7 @@ async def test_every_rumour_change_is_stored_as_a_rumour_change_with_its_seq(ctx
     assert "_sighting_times" not in (domain.render(ctx, stored, CONTROL) or {})
 
 
-async def test_counting_a_report_writes_the_rumour_and_the_report_in_one_change(ctx: Context) -> None:
+async def test_counting_a_report_writes_the_rumour_and_the_report_in_one_change(ctx: Services) -> None:
     rumour = await log(ctx, FLARES)
     sent = await domain.create_report(ctx, TAG, domain.validate_report({"text": "flares on fargate!!"}, 2000), None)
     changes: list[Change] = []
@@ -155,7 +155,7 @@ async def test_counting_a_report_writes_the_rumour_and_the_report_in_one_change(
         await domain.add_sighting(ctx, rumour["id"], OFFICER, {"report_id": sent["id"]}, None)
 
 
-async def test_unlinking_a_retracted_update_touches_only_the_rumours_that_cite_it(ctx: Context) -> None:
+async def test_unlinking_a_retracted_update_touches_only_the_rumours_that_cite_it(ctx: Services) -> None:
     cited = await log(ctx, SNIPERS)
     other = await log(ctx, KETTLE)
     update = await public_update(ctx, "Spotters, not snipers")
@@ -171,7 +171,7 @@ async def test_unlinking_a_retracted_update_touches_only_the_rumours_that_cite_i
     assert (ctx.store.get("rumours", other["id"]) or {})["seq"] == other_seq
 
 
-async def test_rebuttal_refusals_leave_the_rumour_untouched(ctx: Context) -> None:
+async def test_rebuttal_refusals_leave_the_rumour_untouched(ctx: Services) -> None:
     rumour = await log(ctx, SNIPERS)
     internal = await public_update(ctx, "roof check", visibility="internal")
     with pytest.raises(ValidationFailed) as exc:
@@ -182,7 +182,7 @@ async def test_rebuttal_refusals_leave_the_rumour_untouched(ctx: Context) -> Non
         await rebut(ctx, "rum_nope", "false", internal["id"])
 
 
-async def test_urgency_is_computed_at_read_time(ctx: Context) -> None:
+async def test_urgency_is_computed_at_read_time(ctx: Services) -> None:
     old = await log(ctx, KETTLE, source={"seen_at": ago(30)})
     new = await log(ctx, SNIPERS)
     now = datetime.now(UTC)
@@ -198,7 +198,7 @@ async def test_urgency_is_computed_at_read_time(ctx: Context) -> None:
     assert single["urgency"] == by_id[new["id"]]["urgency"]
 
 
-async def test_a_published_verdict_sinks_down_the_queue(ctx: Context) -> None:
+async def test_a_published_verdict_sinks_down_the_queue(ctx: Services) -> None:
     answered = await log(ctx, SNIPERS)
     await log(ctx, KETTLE, source={"seen_at": ago(45)})
     update = await public_update(ctx, "Spotters")
@@ -207,7 +207,7 @@ async def test_a_published_verdict_sinks_down_the_queue(ctx: Context) -> None:
     assert listed[-1]["id"] == answered["id"]
 
 
-async def test_the_public_board_is_newest_answer_first_with_claim_reviews(ctx: Context) -> None:
+async def test_the_public_board_is_newest_answer_first_with_claim_reviews(ctx: Services) -> None:
     snipers = await log(ctx, SNIPERS)
     kettle = await log(ctx, KETTLE)
     await log(ctx, FLARES)  # never answered: not on the board
@@ -229,7 +229,7 @@ async def test_the_public_board_is_newest_answer_first_with_claim_reviews(ctx: C
         domain.public_board(ctx, "nosuchevent")
 
 
-async def test_reports_list_matches_with_the_configured_threshold(ctx: Context) -> None:
+async def test_reports_list_matches_with_the_configured_threshold(ctx: Services) -> None:
     flares = await log(ctx, FLARES)
     await domain.create_report(ctx, TAG, {"text": "flares on fargate tonight", "location": None, "contact": None},
                                None)

@@ -1,4 +1,4 @@
-"""Context: what a request handler needs (settings, store, per-event indexes), built once per app.
+"""Services: what a request handler needs (settings, store, per-event indexes), built once per app.
 
 It is also the `Resolver` that visibility rules consult about referenced items, and the place where
 derived, rebuilt-on-start indexes live (photo -> updates that carry it, zones per event).
@@ -18,7 +18,7 @@ RetractHook = Callable[[Item, Viewer], Awaitable[None]]
 ZonesFor = Callable[[str, float, float], list[dict[str, Any]]]
 
 
-class Context:
+class Services:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
