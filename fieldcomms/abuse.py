@@ -12,7 +12,6 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .errors import TooManyRequests
-from .keys import SERVICES
 from .ratelimit import TokenBucketLimiter, client_address
 
 routes = web.RouteTableDef()
@@ -48,9 +47,3 @@ class AuthFailureLimiter:
                 now = self._clock()
                 self._blocked_until = {a: u for a, u in self._blocked_until.items() if u > now}
             self._blocked_until[address] = self._clock() + wait
-
-
-def setup(app: web.Application) -> None:
-    ctx = app[SERVICES]
-    ctx.extensions["auth_limiter"] = AuthFailureLimiter(ctx.settings.auth_failures_per_minute,
-                                                        ctx.settings.trusted_proxies)

@@ -1,4 +1,4 @@
-"""create_app(settings) -> web.Application: middlewares, cleanup_ctx, routes.
+"""create_app(settings, services) -> web.Application: middlewares, the services' lifecycle, routes.
 
 Tests call create_app directly; `fieldcomms serve` runs it.
 """
@@ -19,10 +19,8 @@ from aiohttp.web_protocol import RequestPayloadError
 from .auth import auth_middleware
 from .config import Settings
 from .errors import ApiError
-from .idempotency import Idempotency
 from .keys import SERVICES, SETTINGS, VIEWER
-from .services import Services
-from .store import Store
+from .services import Services, build_services
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +29,10 @@ COMPRESSIBLE = ("application/json", "application/problem+json", "application/geo
                 "application/cap+xml", "text/html", "text/css", "application/javascript", "text/javascript",
                 "text/plain", "application/xml")
 
-# Each module exports `routes` (a RouteTableDef) and `OPENAPI` ({path: {method: operation}}); it may
-# export `setup(app)` to register hooks and cleanup contexts. Later subsystems add their module here.
+# Each module exports `routes` (a RouteTableDef) and `OPENAPI` ({path: {method: operation}}) and nothing else
+# that the app needs: every part they use is a typed attribute of `Services`. Later subsystems add their module here.
 API_MODULES = [
     "fieldcomms.ops",
-    "fieldcomms.abuse",
     "fieldcomms.api.health",
     "fieldcomms.api.users",
     "fieldcomms.api.events",
@@ -135,26 +132,31 @@ def max_request_bytes(settings: Settings) -> int:
     return settings.max_photos_per_update * (settings.max_photo_bytes + 64 * 1024) + settings.max_body_bytes
 
 
-def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, http_cache_middleware, auth_middleware],
+def create_app(settings: Settings, services: Services | None = None) -> web.Application:
+    """The web application over `services` (built from the settings when not given). The app opens and closes
+    the services with itself: their lifecycle is one cleanup context, and streams end on shutdown."""
+    from . import ops
+    from . import web as pages
+
+    services = services or build_services(settings)
+    app = web.Application(middlewares=[ops.observe_middleware, error_middleware, http_cache_middleware,
+                                       auth_middleware],
                           client_max_size=max_request_bytes(settings))
-    store = store or Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
-    ctx = Services(settings, store)
-    idem = Idempotency(store, settings.idempotency_ttl_hours)
-    store.set_prune(idem.expired)
-    ctx.extensions["idempotency"] = idem
     app[SETTINGS] = settings
-    app[SERVICES] = ctx
+    app[SERVICES] = services
 
-    async def open_store(app: web.Application) -> AsyncIterator[None]:
-        await store.open()
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await services.start()
         yield
-        await store.close()
+        await services.stop()
 
-    app.cleanup_ctx.append(open_store)
+    async def end_streams(app: web.Application) -> None:
+        await services.shutdown()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(end_streams)
+    ops.install(app)
+    pages.install(app)
     for module in load_modules():
-        setup = getattr(module, "setup", None)
-        if setup is not None:
-            setup(app)
         app.router.add_routes(module.routes)
     return app

@@ -70,13 +70,10 @@ async def auth_middleware(
     viewer = None
     if token is not None:
         ctx = request.app[SERVICES]
-        limiter = ctx.extensions.get("auth_limiter")
-        if limiter is not None:
-            limiter.check(request)
+        ctx.auth_limiter.check(request)
         viewer = viewer_for_token(ctx.store, token, ctx.viewers)
         if viewer is None:
-            if limiter is not None:
-                limiter.failed(request)
+            ctx.auth_limiter.failed(request)
             raise Unauthorized("The token is unknown or has been revoked.")
     request[VIEWER] = viewer
     return await handler(request)

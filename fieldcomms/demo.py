@@ -29,7 +29,6 @@ from .domain.positions import next_position
 from .domain.rumours import rebuttal_url
 from .domain.updates import build_update
 from .domain.zones import build_zone
-from .domain.zones import install as install_zones
 from .errors import DataDirLocked
 from .media import MediaStore, process_photo
 from .model import validate_event_create, validate_update, validate_user
@@ -361,7 +360,6 @@ async def run(settings: Settings) -> int:
     """The `fieldcomms demo` command; returns the exit status."""
     store = Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
     ctx = Services(settings, store)
-    install_zones(ctx)
     try:
         await store.open()
     except DataDirLocked as exc:

@@ -8,7 +8,7 @@ and alert aggregator that polls us, and cannot be recalled.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -279,3 +279,21 @@ def cap_alert(update: Mapping[str, Any], event: Mapping[str, Any], *, base_url: 
             add(area, "circle", f"{_coord(location['lat'])},{_coord(location['lon'])} {_coord(radius)}")
 
     return bytes(etree.tostring(alert, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+class FeedCache:
+    """Rendered feeds by (kind, tag), each valid while `store.last_seq` has not moved."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, str], tuple[int, bytes]] = {}
+
+    def get_or_render(self, key: tuple[str, str], seq: int, render: Callable[[], bytes]) -> bytes:
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] == seq:
+            return hit[1]
+        body = render()
+        if len(self._entries) >= self.max_entries and key not in self._entries:
+            self._entries.pop(next(iter(self._entries)))  # oldest inserted; events are few
+        self._entries[key] = (seq, body)
+        return body

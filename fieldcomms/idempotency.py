@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from .errors import ValidationFailed
 from .store import Store
@@ -25,15 +24,6 @@ HEADER = "Idempotency-Key"
 COLL = "idempotency"
 
 Doc = dict[str, Any]
-
-
-def key_from(request: web.Request) -> str | None:
-    key = request.headers.get(HEADER)
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 128 or not all(0x20 <= ord(c) <= 0x7E for c in key):
-        raise ValidationFailed.one(HEADER, "must be 1 to 128 printable ASCII characters")
-    return key
 
 
 def fingerprint(*parts: Any) -> str:

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import resource
 import socket
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -42,9 +44,13 @@ from .domain.positions import position_out
 from .domain.zones import zone_feature
 from .errors import ServiceUnavailable
 from .model import utc_now
-from .services import Services
 from .store.store import Change
 from .visibility import Item, Viewer, audience_key, stream_view
+
+if TYPE_CHECKING:
+    from .services import Services
+
+log = logging.getLogger(__name__)
 
 STREAM_COLLS = frozenset({"updates", "rumours", "zones", "positions", "alerts"})
 STORE_REPLAY_MAX = 10_000
@@ -435,3 +441,14 @@ def _tune(transport: asyncio.Transport, buffer_limit: int) -> None:
         # Bound the kernel's share of a stuck client's backlog too (Linux doubles this figure); otherwise
         # it could hold megabytes per subscriber before our own limit is ever reached.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(buffer_limit, 16 * 1024))
+
+
+def raise_open_files_limit() -> None:
+    """One open file per subscriber: lift the soft limit to the hard one (often 1,024 -> 1,048,576)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open files limit: %s", exc)

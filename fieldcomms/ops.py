@@ -70,10 +70,8 @@ class Metrics:
                                   value=store.fsync_count)
         yield CounterMetricFamily("fieldcomms_journal_fsync_seconds", "Time spent writing and fsyncing the journal.",
                                   value=store.fsync_seconds_total)
-        broker = ctx.extensions.get("broker")
-        if broker is not None:
-            yield GaugeMetricFamily("fieldcomms_stream_subscribers", "Open live-stream subscribers.",
-                                    value=broker.stats()["subscribers"])
+        yield GaugeMetricFamily("fieldcomms_stream_subscribers", "Open live-stream subscribers.",
+                                value=ctx.broker.stats()["subscribers"])
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # collected fresh each scrape
@@ -134,9 +132,9 @@ def configure_logging(level: str) -> None:
     access_log.setLevel(level)
 
 
-def setup(app: web.Application) -> None:
+def install(app: web.Application) -> None:
+    """Metrics for this app; `observe_middleware` must be the app's first middleware (create_app puts it there)."""
     app[METRICS] = Metrics(app)
-    app.middlewares.insert(0, observe_middleware)
 
 
 OPENAPI = {

@@ -1,31 +1,49 @@
-"""Services: what a request handler needs (settings, store, per-event indexes), built once per app.
+"""Services: the one composition root. Every long-lived part of a deployment, typed, built in one place.
 
-It is also the `Resolver` that visibility rules consult about referenced items, and the place where
-derived, rebuilt-on-start indexes live (photo -> updates that carry it, zones per event).
+`build_services(settings)` makes the store the settings ask for and everything that hangs off it; tests and the
+command line build `Services(settings, store)` with a store of their own. `create_app(settings, services)` takes
+it; HTTP modules only route. `start()` / `shutdown()` / `stop()` run the parts' lifecycles in one order.
+
+It is also the `Resolver` that visibility rules consult about referenced items, and holds the derived,
+rebuilt-on-start indexes (photo -> updates that carry it, zones and positions per event, the map's points).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
+from .abuse import AuthFailureLimiter
 from .config import Settings
+from .domain import map as map_domain
+from .domain import rumours as rumours_domain
+from .domain.positions import Positions
+from .domain.zones import Zones
+from .feeds import FeedCache
+from .idempotency import Idempotency
+from .live import Broker, raise_open_files_limit
+from .media import MediaStore
+from .photo_pool import PhotoWorkers
+from .ratelimit import TokenBucketLimiter
+from .rumours.matching import DEFAULT_THRESHOLD, Matcher
 from .store import Store
 from .visibility import Item, Viewer, view
 
+log = logging.getLogger(__name__)
+
 RetractHook = Callable[[Item, Viewer], Awaitable[None]]
-ZonesFor = Callable[[str, float, float], list[dict[str, Any]]]
 
 
 class Services:
+    """Every part, typed. Built before the store opens, so that loading it fills every index."""
+
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self._photo_updates: dict[str, set[str]] = defaultdict(set)
-        self.after_retract: list[RetractHook] = []
-        self.zones_for: ZonesFor = lambda event, lat, lon: []
-        self.extensions: dict[str, Any] = {}  # later subsystems (broker, media, matcher) register here
         # Callers by token hash, for the requests to come; emptied whenever any user changes (added, edited,
         # revoked), so a revocation holds from the next request on.
         self.viewers: dict[str, Viewer] = {}
@@ -33,6 +51,57 @@ class Services:
         store.on_apply(lambda coll, old, new: self.viewers.clear(), {"users"})
         store.unique_index("users", "token_hash", lambda d: None if d.get("revoked") else d.get("token_hash"))
         store.unique_index("users", "callsign", lambda d: None if d.get("revoked") else d["callsign"].lower())
+
+        self.idempotency = Idempotency(store, settings.idempotency_ttl_hours)
+        store.set_prune(self.idempotency.expired)
+        self.zones = Zones()
+        store.on_apply(self.zones.on_apply, {"zones"})
+        self.positions = Positions()
+        store.on_apply(self.positions.on_apply, {"positions"})
+        self.map = map_domain.MapIndex(self)
+        store.on_apply(self.map.on_apply, map_domain.POINT_COLLS, loading=False)  # it builds lazily
+        self.media = MediaStore(settings.data_path / "media")
+        self.photo_workers = PhotoWorkers()  # processes start with the first photo
+        self.matcher = Matcher(settings.match_threshold or DEFAULT_THRESHOLD)
+        self.feed_cache = FeedCache()
+        try:
+            self.report_limiter = TokenBucketLimiter(settings.report_rate_per_minute / 60.0, settings.report_burst)
+        except ValueError as exc:
+            raise ValueError(f"report_rate_per_minute and report_burst must be positive: {exc}") from None
+        self.auth_limiter = AuthFailureLimiter(settings.auth_failures_per_minute, settings.trusted_proxies)
+        self.broker = Broker(self)
+        # Run after an update is retracted: a rumour answered by it loses that answer.
+        self.after_retract: list[RetractHook] = [
+            lambda update, by: rumours_domain.unlink_retracted(self, update, by)]
+        self._fill: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store (loading fills the indexes), then start what follows it."""
+        await self.store.open()
+        raise_open_files_limit()
+        self.broker.start()
+        # The map's indexes fill in the background once the store is open (a million points take seconds).
+        self._fill = asyncio.get_running_loop().create_task(self.map.fill())
+
+    async def shutdown(self) -> None:
+        """The server is stopping: end every stream now, so that it stops at once."""
+        await self.broker.shutdown()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        if self._fill is not None:
+            self._fill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fill
+        await asyncio.to_thread(self.photo_workers.close)
+        await self.store.close()
+
+    # ---- derived indexes ----------------------------------------------------------------------------------
+
+    def zones_for(self, event: str, lat: float, lon: float) -> list[dict[str, object]]:
+        return self.zones.zones_for(event, lat, lon)
 
     def _index_photos(self, coll: str, old: Item | None, new: Item) -> None:
         if coll != "updates":
@@ -57,3 +126,9 @@ class Services:
 
     def visible(self, coll: str, item_id: str, viewer: Viewer | None) -> Item | None:
         return view(coll, self.store.get(coll, item_id), viewer, self)
+
+
+def build_services(settings: Settings) -> Services:
+    """The deployment the settings describe: the embedded store under `data_dir`."""
+    store = Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
+    return Services(settings, store)

@@ -13,9 +13,8 @@ import pytest
 from sse import reader_over
 
 from fieldcomms import live
-from fieldcomms.api.stream import raise_open_files_limit
 from fieldcomms.config import Settings
-from fieldcomms.live import Broker, Subscriber, change_type
+from fieldcomms.live import Broker, Subscriber, change_type, raise_open_files_limit
 from fieldcomms.services import Services
 from fieldcomms.store import Store
 from fieldcomms.store.store import Change

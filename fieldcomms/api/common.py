@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import BadRequest, PayloadTooLarge, ValidationFailed
-from ..idempotency import Slot, key_from
+from ..idempotency import HEADER, Slot
 from ..keys import SERVICES, VIEWER
 from ..services import Services
 from ..visibility import Item, Viewer
@@ -33,6 +33,15 @@ def json_response(data: Any, status: int = 200, content_type: str = JSON, **kw: 
     return web.Response(body=dumps(data), status=status, content_type=content_type, **kw)
 
 
+def key_from(request: web.Request) -> str | None:
+    key = request.headers.get(HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 128 or not all(0x20 <= ord(c) <= 0x7E for c in key):
+        raise ValidationFailed.one(HEADER, "must be 1 to 128 printable ASCII characters")
+    return key
+
+
 async def idempotent_create(request: web.Request, caller: str, fp: str,
                             create: Callable[[Slot | None], Awaitable[Any]], *, content_type: str = JSON) -> web.Response:
     """201 with what `create(slot)` stored, once per Idempotency-Key: a repeat gets the first answer (see
@@ -41,7 +50,7 @@ async def idempotent_create(request: web.Request, caller: str, fp: str,
     async def run(slot: Slot | None) -> tuple[int, Any]:
         return 201, await create(slot)
 
-    status, out = await ctx_of(request).extensions["idempotency"].run(caller, key_from(request), fp, run)
+    status, out = await ctx_of(request).idempotency.run(caller, key_from(request), fp, run)
     return json_response(out, status=status, content_type=content_type)
 
 

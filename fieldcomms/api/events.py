@@ -6,8 +6,8 @@ from aiohttp import web
 
 from ..auth import require
 from ..domain.events import create_event, get_event, patch_event
-from ..idempotency import Slot, fingerprint, key_from
-from .common import ctx_of, json_response, read_json, viewer_of
+from ..idempotency import Slot, fingerprint
+from .common import ctx_of, json_response, key_from, read_json, viewer_of
 from .spec import list_of, op, path, ref
 
 routes = web.RouteTableDef()
@@ -24,7 +24,7 @@ async def create(request: web.Request) -> web.Response:
         event = await create_event(ctx, body, slot)
         return 201, ctx.view("events", event, viewer) or {}
 
-    status, out = await ctx.extensions["idempotency"].run(viewer.id, key, fingerprint("events", body), create_it)
+    status, out = await ctx.idempotency.run(viewer.id, key, fingerprint("events", body), create_it)
     return json_response(out, status=status)
 
 

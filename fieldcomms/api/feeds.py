@@ -27,7 +27,6 @@ from .. import feeds
 from ..domain.events import get_event
 from ..errors import NotFound
 from ..geo import zone_area
-from ..keys import SERVICES
 from ..services import Services
 from .common import ctx_of
 from .spec import op, path
@@ -43,36 +42,6 @@ FEED_LIMIT = 100  # entries in a feed; a reader polls, it does not page back
 # CAP polygons are simplified to about a metre: a buffered line's round ends alone are ~70 vertices, and
 # alerting systems downstream limit polygon size (the US IPAWS gateway takes at most 100 points).
 CAP_SIMPLIFY_DEG = 1e-5
-CACHE = "feeds_cache"  # ctx.extensions key
-
-
-class FeedCache:
-    """Rendered feeds by (kind, tag), each valid while `store.last_seq` has not moved."""
-
-    def __init__(self, max_entries: int = 256) -> None:
-        self.max_entries = max_entries
-        self._entries: dict[tuple[str, str], tuple[int, bytes]] = {}
-
-    def get_or_render(self, key: tuple[str, str], seq: int, render: Callable[[], bytes]) -> bytes:
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] == seq:
-            return hit[1]
-        body = render()
-        if len(self._entries) >= self.max_entries and key not in self._entries:
-            self._entries.pop(next(iter(self._entries)))  # oldest inserted; events are few
-        self._entries[key] = (seq, body)
-        return body
-
-
-def setup(app: web.Application) -> None:
-    app[SERVICES].extensions[CACHE] = FeedCache()
-
-
-def _cache(ctx: Services) -> FeedCache:
-    cache = ctx.extensions.get(CACHE)
-    if not isinstance(cache, FeedCache):
-        cache = ctx.extensions[CACHE] = FeedCache()
-    return cache
 
 
 def public_updates(ctx: Services, tag: str, keep: Callable[[Doc], bool] = lambda u: True,
@@ -108,7 +77,7 @@ async def feed_atom(request: web.Request) -> web.Response:
         return feeds.atom_feed(ctx.view("events", event, None) or event, public_updates(ctx, event["tag"]),
                                base_url=settings.public_base_url, organisation=settings.organisation)
 
-    return _atom(_cache(ctx).get_or_render(("feed", event["tag"]), ctx.store.last_seq, render))
+    return _atom(ctx.feed_cache.get_or_render(("feed", event["tag"]), ctx.store.last_seq, render))
 
 
 @routes.get("/events/{tag}/alerts.atom")
@@ -122,7 +91,7 @@ async def alerts_atom(request: web.Request) -> web.Response:
         return feeds.cap_index_atom(ctx.view("events", event, None) or event, warnings,
                                     base_url=settings.public_base_url, organisation=settings.organisation)
 
-    return _atom(_cache(ctx).get_or_render(("alerts", event["tag"]), ctx.store.last_seq, render))
+    return _atom(ctx.feed_cache.get_or_render(("alerts", event["tag"]), ctx.store.last_seq, render))
 
 
 def public_zone_areas(ctx: Services, update: Doc) -> dict[str, Doc]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
 from ..auth import require
@@ -11,22 +9,11 @@ from ..domain import map as domain
 from ..domain.events import get_event
 from ..errors import ValidationFailed
 from ..geo import MAX_ZOOM, feature_collection, parse_bbox
-from ..keys import SERVICES
 from .common import ctx_of, int_param, json_response, viewer_of
 from .spec import op, path, query, ref
 
 routes = web.RouteTableDef()
 GEOJSON = "application/geo+json"
-
-
-def setup(app: web.Application) -> None:
-    index = domain.install(app[SERVICES])
-
-    async def fill(app: web.Application) -> AsyncIterator[None]:
-        async for _ in domain.filling(index):
-            yield
-
-    app.cleanup_ctx.append(fill)
 
 
 def parse_layers(request: web.Request) -> tuple[str, ...]:
@@ -54,7 +41,7 @@ async def live_map(request: web.Request) -> web.Response:
     bbox = parse_bbox(raw_bbox) if raw_bbox else None
     since = int_param(request, "since")
     zoom = int_param(request, "zoom", lo=0, hi=MAX_ZOOM)
-    await domain.map_index(ctx).ready(event["tag"])
+    await ctx.map.ready(event["tag"])
     q = domain.MapQuery(ctx, event["tag"], viewer_of(request), bbox, since, zoom)
     body = feature_collection(q.features(layers))
     body["last_seq"] = ctx.store.last_seq

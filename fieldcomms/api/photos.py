@@ -16,11 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import multiprocessing
-import os
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +25,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..auth import require
 from ..errors import (
-    ApiError,
     BadRequest,
     NotFound,
     PayloadTooLarge,
@@ -37,13 +32,12 @@ from ..errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from ..idempotency import Slot, fingerprint, key_from
-from ..keys import SERVICES
-from ..media import MediaStore, ProcessedPhoto, is_photo_id, process_photo
+from ..idempotency import Slot, fingerprint
+from ..media import MediaStore, ProcessedPhoto, is_photo_id
 from ..model import now_str
 from ..services import Services
 from ..visibility import Viewer
-from .common import ctx_of, json_response, parse_json, viewer_of
+from .common import ctx_of, json_response, key_from, parse_json, viewer_of
 from .spec import op, path, ref
 
 log = logging.getLogger(__name__)
@@ -52,8 +46,6 @@ routes = web.RouteTableDef()
 
 Doc = dict[str, Any]
 
-MEDIA = "media"  # ctx.extensions key of the MediaStore
-WORKERS = "photo_workers"  # and of the PhotoWorkers
 PHOTO_FIELDS = ("id", "url", "thumb_url", "width", "height", "content_type", "taken_at", "location")
 IMMUTABLE = "public, max-age=31536000, immutable"
 PRIVATE = "private"
@@ -67,86 +59,6 @@ class Upload:
 
     id: str
     photo: ProcessedPhoto | None
-
-
-@dataclass(frozen=True)
-class _Refused:
-    """A refusal raised in a worker, carried back as data: our exceptions do not survive pickling."""
-
-    kind: type[ApiError]
-    detail: str
-    errors: list[dict[str, str]]
-
-    def error(self) -> ApiError:
-        if issubclass(self.kind, ValidationFailed):
-            return self.kind(self.errors, self.detail)
-        return self.kind(self.detail, self.errors)
-
-
-def _worker_init() -> None:
-    # Below the event loop's priority, so where they share a core a request does not queue behind a photo
-    # for the CPU (measured: /healthz p50 under uploads 1.6 ms niced, 4.7 ms not).
-    os.nice(10)
-
-
-def _process_in_worker(data: bytes, max_pixels: int, max_bytes: int) -> ProcessedPhoto | _Refused:
-    try:
-        return process_photo(data, max_pixels=max_pixels, max_bytes=max_bytes)
-    except ApiError as exc:
-        return _Refused(type(exc), exc.detail, exc.errors)
-
-
-class PhotoWorkers:
-    """A process pool for `process_photo` that survives a worker dying (a codec crash, the OOM killer)."""
-
-    def __init__(self, max_workers: int | None = None) -> None:
-        self.max_workers = max_workers or max(2, min(8, len(os.sched_getaffinity(0))))
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # forkserver: forking the server itself would copy its threads' locks mid-use; spawn is slow to start.
-        mp = multiprocessing.get_context("forkserver")
-        mp.set_forkserver_preload(["fieldcomms.api.photos"])
-        return ProcessPoolExecutor(self.max_workers, mp_context=mp, initializer=_worker_init)
-
-    async def process(self, data: bytes, *, max_pixels: int, max_bytes: int) -> ProcessedPhoto:
-        loop = asyncio.get_running_loop()
-        # A broken pool fails every job in it; retry once on a fresh one so that only the photo that
-        # breaks workers twice is refused.
-        for _ in range(2):
-            pool = self._pool
-            try:
-                outcome = await loop.run_in_executor(pool, _process_in_worker, data, max_pixels, max_bytes)
-            except BrokenProcessPool:
-                log.error("a photo worker died; starting a new pool")
-                if self._pool is pool:
-                    self._pool = self._new_pool()
-                    pool.shutdown(wait=False, cancel_futures=True)
-                continue
-            if isinstance(outcome, _Refused):
-                raise outcome.error()
-            return outcome
-        raise ValidationFailed.one("file", "The image could not be processed.")
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def media_of(ctx: Services) -> MediaStore:
-    store: MediaStore = ctx.extensions[MEDIA]
-    return store
-
-
-def setup(app: web.Application) -> None:
-    ctx = app[SERVICES]
-    ctx.extensions[MEDIA] = MediaStore(ctx.settings.data_path / "media")
-
-    async def photo_workers(app: web.Application) -> AsyncIterator[None]:
-        workers = ctx.extensions[WORKERS] = PhotoWorkers()
-        yield
-        await asyncio.to_thread(workers.close)
-
-    app.cleanup_ctx.append(photo_workers)
 
 
 # --- reading uploads --------------------------------------------------------------------------------------
@@ -206,11 +118,11 @@ def _hash_and_check(media: MediaStore, data: bytes) -> tuple[str, bool]:
 
 async def intake(ctx: Services, data: bytes) -> Upload:
     """Process one photo in a worker; bytes already stored (same hash, record and files) are not redone."""
-    photo_id, on_disk = await asyncio.to_thread(_hash_and_check, media_of(ctx), data)
+    photo_id, on_disk = await asyncio.to_thread(_hash_and_check, ctx.media, data)
     if on_disk and ctx.store.get("photos", photo_id) is not None:
         return Upload(photo_id, None)
     settings = ctx.settings
-    workers: PhotoWorkers = ctx.extensions[WORKERS]
+    workers = ctx.photo_workers
     photo = await workers.process(data, max_pixels=settings.max_photo_pixels, max_bytes=settings.max_photo_bytes)
     return Upload(photo.id, photo)
 
@@ -296,7 +208,7 @@ def render_photo(doc: Doc) -> Doc:
 async def store_photo(ctx: Services, uploader: Viewer, upload: Upload, slot: Slot | None = None) -> Doc:
     """Files first, then the record: a stored record always has its files. The same bytes give one record."""
     if upload.photo is not None:
-        await asyncio.to_thread(media_of(ctx).save, upload.photo)
+        await asyncio.to_thread(ctx.media.save, upload.photo)
     # No await between this check and the append, which applies to the view at once: two concurrent
     # uploads of the same bytes cannot both create the record.
     existing = ctx.store.get("photos", upload.id)
@@ -328,7 +240,7 @@ async def upload_photo(request: web.Request) -> web.Response:
     async def create_it(slot: Slot | None) -> tuple[int, Doc]:
         return 201, render_photo(await store_photo(ctx, viewer, upload, slot))
 
-    status, out = await ctx.extensions["idempotency"].run(viewer.id, key, fingerprint("photo", upload.id), create_it)
+    status, out = await ctx.idempotency.run(viewer.id, key, fingerprint("photo", upload.id), create_it)
     return json_response(out, status=status)
 
 
@@ -356,7 +268,7 @@ async def get_media(request: web.Request) -> web.Response:
     inm = request.headers.get(hdrs.IF_NONE_MATCH)
     if inm is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
         return web.Response(status=304, headers={**headers, hdrs.VARY: "Authorization"})
-    data = await asyncio.to_thread(_read_file, media_of(ctx), photo_id, thumb)
+    data = await asyncio.to_thread(_read_file, ctx.media, photo_id, thumb)
     if data is None:
         log.error("photo %s has a record but no %s file", photo_id, "thumb" if thumb else "image")
         raise NotFound("No such photo.")

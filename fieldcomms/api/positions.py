@@ -7,15 +7,10 @@ from aiohttp import web
 from ..auth import require
 from ..domain import positions as domain
 from ..domain.events import get_event, open_event
-from ..keys import SERVICES
 from .common import ctx_of, float_param, json_response, read_json
 from .spec import op, path, query, ref
 
 routes = web.RouteTableDef()
-
-
-def setup(app: web.Application) -> None:
-    domain.install(app[SERVICES])
 
 
 @routes.post("/api/v1/events/{tag}/positions")

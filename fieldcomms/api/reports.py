@@ -8,31 +8,12 @@ from ..auth import require
 from ..domain import rumours as domain
 from ..domain.events import open_event
 from ..errors import TooManyRequests
-from ..idempotency import Slot, fingerprint, key_from
-from ..keys import SERVICES
-from ..ratelimit import TokenBucketLimiter, client_address, rate_key
-from .common import Page, ctx_of, json_response, read_json, viewer_of
+from ..idempotency import Slot, fingerprint
+from ..ratelimit import client_address, rate_key
+from .common import Page, ctx_of, json_response, key_from, read_json, viewer_of
 from .spec import PAGING, list_of, op, path, ref
 
 routes = web.RouteTableDef()
-
-LIMITER = "report_limiter"  # ctx.extensions key
-
-
-def setup(app: web.Application) -> None:
-    ctx = app[SERVICES]
-    settings = ctx.settings
-    try:
-        limiter = TokenBucketLimiter(settings.report_rate_per_minute / 60.0, settings.report_burst)
-    except ValueError as exc:
-        raise ValueError(f"report_rate_per_minute and report_burst must be positive: {exc}") from None
-    ctx.extensions[LIMITER] = limiter
-
-
-def limiter_of(app: web.Application) -> TokenBucketLimiter:
-    limiter: TokenBucketLimiter = app[SERVICES].extensions[LIMITER]
-    return limiter
-
 
 @routes.post("/api/v1/events/{tag}/reports")
 async def create(request: web.Request) -> web.Response:
@@ -40,7 +21,7 @@ async def create(request: web.Request) -> web.Response:
     event = open_event(ctx, request.match_info["tag"])
     # The limit is taken before the body is read: a flood of bad requests costs the sender as much as good ones.
     client = rate_key(client_address(request, ctx.settings.trusted_proxies))
-    wait = limiter_of(request.app).take(client)
+    wait = ctx.report_limiter.take(client)
     if wait > 0:
         raise TooManyRequests(f"Too many reports from your address; try again in {wait:.0f} s.", wait)
     body = await read_json(request)
@@ -51,7 +32,7 @@ async def create(request: web.Request) -> web.Response:
     async def create_it(slot: Slot | None) -> tuple[int, dict[str, str]]:
         return 202, await domain.create_report(ctx, event["tag"], inp, slot)
 
-    status, out = await ctx.extensions["idempotency"].run(caller, key_from(request),
+    status, out = await ctx.idempotency.run(caller, key_from(request),
                                                           fingerprint("report", event["tag"], body), create_it)
     return json_response(out, status=status)
 

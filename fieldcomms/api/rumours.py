@@ -10,25 +10,13 @@ from ..auth import require
 from ..domain import rumours as domain
 from ..domain.events import open_event
 from ..idempotency import fingerprint
-from ..keys import SERVICES
 from ..rumours import STATUSES, URGENCY_DESCRIPTION, VERDICTS
-from ..visibility import Viewer
 from .common import Page, choice_param, ctx_of, idempotent_create, json_response, read_json, viewer_of
 from .spec import PAGING, list_of, op, path, query, ref
 
 routes = web.RouteTableDef()
 
 Doc = dict[str, Any]
-
-
-def setup(app: web.Application) -> None:
-    ctx = app[SERVICES]
-
-    async def unlink_retracted(update: Doc, by: Viewer) -> None:
-        await domain.unlink_retracted(ctx, update, by)
-
-    ctx.after_retract.append(unlink_retracted)
-    domain.matcher_of(ctx)
 
 
 @routes.post("/api/v1/events/{tag}/rumours")

@@ -3,55 +3,16 @@
 from __future__ import annotations
 
 import logging
-import resource
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from ..domain.events import get_event
-from ..keys import SERVICES
-from ..live import STORE_REPLAY_MAX, Broker
-from ..services import Services
+from ..live import STORE_REPLAY_MAX
 from .common import ctx_of, int_param, viewer_of
 from .spec import op, path, query
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-
-def setup(app: web.Application) -> None:
-    """Create the broker, start it once the store is open, and end every stream on shutdown."""
-    ctx = app[SERVICES]
-    broker = Broker(ctx)
-    ctx.extensions["broker"] = broker
-
-    async def run(app: web.Application) -> AsyncIterator[None]:
-        raise_open_files_limit()
-        broker.start()
-        yield
-        await broker.stop()
-
-    async def on_shutdown(app: web.Application) -> None:
-        await broker.shutdown()
-
-    app.cleanup_ctx.append(run)
-    app.on_shutdown.append(on_shutdown)
-
-
-def broker_of(ctx: Services) -> Broker:
-    broker: Broker = ctx.extensions["broker"]
-    return broker
-
-
-def raise_open_files_limit() -> None:
-    """One open file per subscriber: lift the soft limit to the hard one (often 1,024 -> 1,048,576)."""
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        if soft != resource.RLIM_INFINITY and soft < target:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError) as exc:
-        log.warning("could not raise the open files limit: %s", exc)
 
 
 def resume_point(request: web.Request) -> tuple[int | None, bool]:
@@ -74,7 +35,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     since, unreadable = resume_point(request)
     if request.method == "HEAD":  # the headers a stream would start with, and no stream
         return web.Response(headers={"Cache-Control": "no-cache, no-transform"}, content_type="text/event-stream")
-    return await broker_of(ctx).serve(request, event["tag"], viewer_of(request), since, unreadable)
+    return await ctx.broker.serve(request, event["tag"], viewer_of(request), since, unreadable)
 
 
 DESCRIPTION = f"""\

@@ -5,9 +5,9 @@ from aiohttp import web
 from ..auth import require
 from ..domain.events import get_event, open_event
 from ..domain.updates import amplify, build_update, retract, store_update, visible_update
-from ..idempotency import fingerprint, key_from
+from ..idempotency import fingerprint
 from ..model import UPDATE_KINDS, VISIBILITIES, validate_update
-from .common import JSON, Page, choice_param, ctx_of, json_response, read_json, viewer_of
+from .common import JSON, Page, choice_param, ctx_of, json_response, key_from, read_json, viewer_of
 from .spec import PAGING, list_of, op, path, query, ref
 
 routes = web.RouteTableDef()
@@ -55,7 +55,7 @@ async def create(request: web.Request) -> web.Response:
         doc = build_update(ctx, event, viewer, final)
         return 201, await store_update(ctx, doc, viewer, slot)
 
-    status, out = await ctx.extensions["idempotency"].run(viewer.id, key, fp, create_it)
+    status, out = await ctx.idempotency.run(viewer.id, key, fp, create_it)
     return json_response(out, status=status)
 
 

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from ..auth import make_user, require
 from ..errors import Conflict, NotFound
-from ..idempotency import Slot, fingerprint, key_from
+from ..idempotency import Slot, fingerprint
 from ..model import validate_user
-from .common import ctx_of, json_response, read_json
+from .common import ctx_of, json_response, key_from, read_json
 from .spec import op, path, ref
 
 routes = web.RouteTableDef()
@@ -40,7 +40,7 @@ async def create(request: web.Request) -> web.Response:
                                         aux=slot.aux(lambda s: public(s) | {"token": None}) if slot else None)
         return 201, public(stored) | {"token": token}
 
-    status, out = await ctx.extensions["idempotency"].run(admin.id, key_from(request), fingerprint(body), create_it)
+    status, out = await ctx.idempotency.run(admin.id, key_from(request), fingerprint(body), create_it)
     return json_response(out, status=status)
 
 

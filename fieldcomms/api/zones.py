@@ -9,16 +9,11 @@ from ..domain import zones as domain
 from ..domain.events import get_event
 from ..geo import feature_collection
 from ..idempotency import fingerprint
-from ..keys import SERVICES
 from .common import ctx_of, idempotent_create, json_response, read_json, viewer_of
 from .spec import op, path, ref
 
 routes = web.RouteTableDef()
 GEOJSON = "application/geo+json"
-
-
-def setup(app: web.Application) -> None:
-    domain.install(app[SERVICES])
 
 
 @routes.post("/api/v1/events/{tag}/zones")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, NotFound
 from ..idempotency import Slot
 from ..model import now_str, validate_event_create, validate_event_patch
-from ..services import Services
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 
 def get_event(ctx: Services, tag: str) -> dict[str, Any]:

@@ -13,20 +13,21 @@ Officers come from the positions index (control only); zones are few and are fil
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
 
 from ..geo import Bbox, PointIndex, PointSet, cluster, feature, point_geometry
 from ..model import utc_now
-from ..services import Services
 from ..visibility import Viewer, public_map_location
-from .positions import POSITIONS, position_out, positions_of
-from .zones import zone_feature, zones_of
+from .positions import POSITIONS, position_out
+from .zones import zone_feature
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 Doc = dict[str, Any]
 LAYERS = ("updates", "rumours", "zones", "officers")
@@ -113,27 +114,6 @@ class MapIndex:
                     done.set_result(None)
 
 
-def install(ctx: Services) -> MapIndex:
-    index = MapIndex(ctx)
-    ctx.extensions["map"] = index
-    ctx.store.on_apply(index.on_apply, POINT_COLLS, loading=False)  # it builds lazily
-    return index
-
-
-async def filling(index: MapIndex) -> AsyncIterator[None]:
-    """A cleanup context: fill the indexes in the background once the store is open."""
-    task = asyncio.get_running_loop().create_task(index.fill())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def map_index(ctx: Services) -> MapIndex:
-    index: MapIndex = ctx.extensions["map"]
-    return index
-
-
 def _cluster_feature(layer: str, c: Doc) -> Doc:
     return feature(point_geometry(c["lat"], c["lon"]),
                    {"layer": "cluster", "of": layer, "count": c["count"], "bbox": c["bbox"]})
@@ -162,11 +142,11 @@ class MapQuery:
             if layer == "zones":
                 out.extend(self._zones())
             elif layer == "officers":
-                index = positions_of(self.ctx).index(self.event)
+                index = self.ctx.positions.index(self.event)
                 out.extend(self._points(layer, POSITIONS, index))
             else:
                 audience = "public" if self.viewer is None else "staff"
-                out.extend(self._points(layer, layer, map_index(self.ctx).index(self.event, layer, audience)))
+                out.extend(self._points(layer, layer, self.ctx.map.index(self.event, layer, audience)))
         return out
 
     def _points(self, layer: str, coll: str, index: PointIndex) -> Iterator[Doc]:
@@ -209,7 +189,7 @@ class MapQuery:
         return _item_feature(layer, seen)
 
     def _zones(self) -> Iterator[Doc]:
-        zones = zones_of(self.ctx)
+        zones = self.ctx.zones
         view_box = shapely.box(*self.bbox)
         for zone in zones.of_event(self.event):
             if self.since is not None and zone["seq"] <= self.since:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Forbidden, NotFound
 from ..geo import PointIndex, geodesic_m, radius_bbox
@@ -30,8 +30,10 @@ from ..model import (
     time_value,
     utc_now,
 )
-from ..services import Services
 from ..visibility import Viewer
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 Doc = dict[str, Any]
 POSITIONS = "positions"
@@ -62,18 +64,6 @@ class Positions:
         return index
 
 
-def positions_of(ctx: Services) -> Positions:
-    positions: Positions = ctx.extensions["positions"]
-    return positions
-
-
-def install(ctx: Services) -> Positions:
-    positions = Positions()
-    ctx.extensions["positions"] = positions
-    ctx.store.on_apply(positions.on_apply, {POSITIONS})
-    return positions
-
-
 # ---- reading -----------------------------------------------------------------------------------------
 
 
@@ -93,7 +83,7 @@ def position_out(seen: Doc, now: float, stale_after_s: float) -> Doc:
 def officers(ctx: Services, event: str, viewer: Viewer) -> list[Doc]:
     now, stale_s = utc_now().timestamp(), ctx.settings.stale_after_minutes * 60
     items = []
-    for pos_id, *_ in positions_of(ctx).index(event).query((-180.0, -90.0, 180.0, 90.0)):
+    for pos_id, *_ in ctx.positions.index(event).query((-180.0, -90.0, 180.0, 90.0)):
         seen = ctx.visible(POSITIONS, pos_id, viewer)
         if seen is not None:
             items.append(position_out(seen, now, stale_s))
@@ -104,7 +94,7 @@ def officers(ctx: Services, event: str, viewer: Viewer) -> list[Doc]:
 def within(ctx: Services, event: str, lat: float, lon: float, radius_m: float) -> Iterator[tuple[float, Doc]]:
     """(distance in metres, stored doc) of each officer whose latest position is fresh and within the radius."""
     now, stale_s = utc_now().timestamp(), ctx.settings.stale_after_minutes * 60
-    for pos_id, plon, plat, _seq in positions_of(ctx).index(event).query(radius_bbox(lat, lon, radius_m)):
+    for pos_id, plon, plat, _seq in ctx.positions.index(event).query(radius_bbox(lat, lon, radius_m)):
         doc = ctx.store.get(POSITIONS, pos_id)
         if doc is None or is_stale(doc, now, stale_s):
             continue

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import NotFound, ValidationFailed
@@ -35,11 +35,12 @@ from ..model import (
     validate_update,
 )
 from ..rumours import claimreview, lifecycle, urgency
-from ..rumours.matching import DEFAULT_THRESHOLD, Matcher
-from ..services import Services
 from ..visibility import Viewer
 from .events import get_event, open_event
 from .updates import build_update, store_update
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 Doc = dict[str, Any]
 Aux = Callable[[Doc], Iterable[tuple[str, Doc]]]
@@ -47,7 +48,6 @@ Aux = Callable[[Doc], Iterable[tuple[str, Doc]]]
 RUMOURS, REPORTS, UPDATES = "rumours", "reports", "updates"
 URL_MAX_CHARS = 2000
 CONTACT_MAX_CHARS = 200
-MATCHER = "matcher"  # ctx.extensions key
 SOURCE_FIELDS = ("text", "url", "seen_at", "location")
 
 
@@ -345,13 +345,6 @@ def public_board(ctx: Services, tag: str, now: datetime | None = None) -> list[D
 # ---- reports from the public ------------------------------------------------------------------------------
 
 
-def matcher_of(ctx: Services) -> Matcher:
-    matcher = ctx.extensions.get(MATCHER)
-    if not isinstance(matcher, Matcher):
-        matcher = ctx.extensions[MATCHER] = Matcher(ctx.settings.match_threshold or DEFAULT_THRESHOLD)
-    return matcher
-
-
 async def create_report(ctx: Services, tag: str, inp: Doc, slot: Slot | None) -> Doc:
     event = open_event(ctx, tag)
     doc = {"id": new_id("rep"), "event": event["tag"], **inp, "received_at": now_str(), "counted_for": []}
@@ -371,7 +364,7 @@ def list_reports(
     event = get_event(ctx, tag)
     last_seq = ctx.store.last_seq
     rumours = [r for r in ctx.store.newest_first(RUMOURS, event["tag"]) if r is not None]
-    matcher = matcher_of(ctx)
+    matcher = ctx.matcher
     items: list[Doc] = []
     for doc in _docs(ctx, REPORTS, event["tag"], since, before):
         shown = ctx.view(REPORTS, doc, viewer)

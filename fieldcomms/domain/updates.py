@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ..idempotency import Slot
 from ..model import UpdateInput, hashtags, new_id, now_str
-from ..services import Services
 from ..visibility import Viewer
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 Doc = dict[str, Any]
 

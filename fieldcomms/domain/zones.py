@@ -3,21 +3,23 @@
 A zone is stored as one document per zone; deleting it stores a tombstone (`"deleted": true`), so the
 stream and `since` syncs can announce the deletion and the journal keeps what was agreed. Each event has a
 `ZoneIndex` (shapely STRtree over the buffered areas), rebuilt from the store on start through its apply
-hook, and `ctx.zones_for` answers from it when an update is written.
+hook, and `Services.zones_for` answers from it when an update is written.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
 from ..geo import ZoneIndex, parse_zone_feature, zone_to_feature
 from ..idempotency import Slot
 from ..model import new_id, now_str
-from ..services import Services
 from ..visibility import Viewer
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +70,6 @@ class Zones:
         return None if index is None else index.area(zone_id)
 
 
-def zones_of(ctx: Services) -> Zones:
-    zones: Zones = ctx.extensions["zones"]
-    return zones
-
-
-def install(ctx: Services) -> Zones:
-    """Register the zone index with the store (before it opens, so loading rebuilds it) and the context."""
-    zones = Zones()
-    ctx.extensions["zones"] = zones
-    ctx.store.on_apply(zones.on_apply, {ZONES})
-    ctx.zones_for = zones.zones_for
-    return zones
-
-
 def zone_feature(zone: Mapping[str, Any]) -> Doc:
     """A zone as viewed (the output of visibility) as a GeoJSON Feature with its id."""
     return zone_to_feature(zone, {k: v for k, v in zone.items() if k not in ("id", "geometry", "deleted")})
@@ -102,7 +90,7 @@ async def store_zone(ctx: Services, doc: Doc, viewer: Viewer, slot: Slot | None)
 
 def visible_zones(ctx: Services, event: str, viewer: Viewer | None) -> list[Doc]:
     out = []
-    for zone in zones_of(ctx).of_event(event):
+    for zone in ctx.zones.of_event(event):
         seen = ctx.view(ZONES, zone, viewer)
         if seen is not None:
             out.append(zone_feature(seen))

@@ -88,7 +88,8 @@ def _servable(directory: Path, filename: str) -> Path | None:
 routes.get("/static/{filename:.*}")(StaticFiles().handle)
 
 
-def setup(app: web.Application) -> None:
+def install(app: web.Application) -> None:
+    """The page templates and the security headers every response carries."""
     setup_templates(app)
     security.install(app, app[SETTINGS].tile_url)
 

@@ -236,7 +236,7 @@ async def test_a_restarted_server_fills_its_map_in_the_background(
 
     client = await aiohttp_client(create_app(settings))  # the fill starts with the server
     m.client = client
-    index = map_domain.map_index(client.app[SERVICES])
+    index = client.app[SERVICES].map
     # Changes made while the fill is under way are kept, and nothing retracted comes back.
     await m.client.delete(f"/api/v1/updates/{posted[0]['id']}", headers=auth(m.officer))
     late = await m.post(SHEFFIELD, 53.39, -1.47, text="late")
@@ -256,7 +256,7 @@ async def test_changes_during_the_background_fill_are_kept(tmp_path: Path, monke
     monkeypatch.setattr(map_domain, "FILL_SLICE", 2)
     store = Store(tmp_path, fsync=False)
     ctx = Services(Settings(data_dir=str(tmp_path)), store)
-    index = map_domain.install(ctx)
+    index = ctx.map
     await store.open()
     await store.append("event", "events", {"id": SHEFFIELD, "tag": SHEFFIELD, "status": "live"})
 

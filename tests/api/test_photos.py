@@ -25,7 +25,7 @@ from PIL import Image, TiffImagePlugin
 from PIL.PngImagePlugin import PngInfo
 
 from fieldcomms import auth as auth_module
-from fieldcomms import media
+from fieldcomms import media, photo_pool
 from fieldcomms.api import photos as photos_api
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
@@ -546,14 +546,14 @@ async def test_image_work_is_not_done_in_the_server_process(client: TestClient, 
     def in_server(*args: object, **kw: object) -> None:
         raise AssertionError("process_photo ran in the server process")
 
-    monkeypatch.setattr(photos_api, "process_photo", in_server)
+    monkeypatch.setattr(photo_pool, "process_photo", in_server)
     monkeypatch.setattr(media, "process_photo", in_server)
     status, photo = await upload(client, officer_token, jpeg_north_east((64, 48)))
     assert status == 201, photo
 
 
 async def test_a_dead_worker_is_replaced(client: TestClient, officer_token: str) -> None:
-    workers = client.app[SERVICES].extensions[photos_api.WORKERS]
+    workers = client.app[SERVICES].photo_workers
     assert (await upload(client, officer_token, small_jpeg()))[0] == 201
     broken = workers._pool
     for process in list(broken._processes.values()):
@@ -569,7 +569,7 @@ class BrokenPool(Executor):
 
 
 async def test_a_photo_that_breaks_the_workers_twice_is_refused() -> None:
-    class AlwaysBroken(photos_api.PhotoWorkers):
+    class AlwaysBroken(photo_pool.PhotoWorkers):
         def _new_pool(self) -> Any:
             return BrokenPool()
 

@@ -56,7 +56,7 @@ class World:
 
     @property
     def broker(self) -> Any:
-        return self.client.app[SERVICES].extensions["broker"]
+        return self.client.app[SERVICES].broker
 
 
 Make = Callable[..., Awaitable[World]]

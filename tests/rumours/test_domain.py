@@ -229,14 +229,16 @@ async def test_the_public_board_is_newest_answer_first_with_claim_reviews(ctx: S
         domain.public_board(ctx, "nosuchevent")
 
 
-async def test_reports_list_matches_with_the_configured_threshold(ctx: Services) -> None:
+async def test_reports_list_matches_with_the_configured_threshold(ctx: Services, tmp_path: Path) -> None:
     flares = await log(ctx, FLARES)
     await domain.create_report(ctx, TAG, {"text": "flares on fargate tonight", "location": None, "contact": None},
                                None)
     [item] = domain.list_reports(ctx, TAG, OFFICER)["items"]
     assert [m["rumour_id"] for m in item["matches"]] == [flares["id"]]
-    assert domain.matcher_of(ctx).threshold == DEFAULT_THRESHOLD
-    ctx.settings = ctx.settings.replace(match_threshold=1.0)
-    ctx.extensions.pop(domain.MATCHER)
+    assert ctx.matcher.threshold == DEFAULT_THRESHOLD
+    # The configured threshold reaches the matcher that Services builds.
+    strict = Services(ctx.settings.replace(match_threshold=1.0), Store(tmp_path / "strict", fsync=False))
+    assert strict.matcher.threshold == 1.0
+    ctx.matcher = strict.matcher
     assert domain.list_reports(ctx, TAG, OFFICER)["items"][0]["matches"] == []
     assert domain.list_reports(ctx, TAG, None)["items"] == []  # the public never sees a report
