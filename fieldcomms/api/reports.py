@@ -42,7 +42,7 @@ async def list_reports(request: web.Request) -> web.Response:
     viewer = require(request, "officer")
     ctx = ctx_of(request)
     page = Page(request)
-    return json_response(domain.list_reports(ctx, request.match_info["tag"], viewer, since=page.since,
+    return json_response(await domain.list_reports(ctx, request.match_info["tag"], viewer, since=page.since,
                                              before=page.before, limit=page.limit))
 
 

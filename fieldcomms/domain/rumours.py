@@ -15,6 +15,7 @@ Rules chosen where API.md is silent (the handlers' OpenAPI descriptions say the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -356,23 +357,29 @@ async def create_report(ctx: Services, tag: str, inp: Doc, slot: Slot | None) ->
     return answer(stored)
 
 
-def list_reports(
+async def list_reports(
     ctx: Services, tag: str, viewer: Viewer | None, *, since: int | None = None, before: int | None = None,
     limit: int = 50,
 ) -> Doc:
-    """Reports as `viewer` may see them (paged like every list), each with the event's rumours it resembles."""
+    """Reports as `viewer` may see them (paged like every list), each with the event's rumours it resembles.
+    The page is gathered on the loop (cheap); the scoring, a pure function of the texts and claims, runs on a
+    thread, so a page of reports against hundreds of rumours never holds the loop."""
     event = get_event(ctx, tag)
     last_seq = ctx.store.last_seq
-    rumours = [r for r in ctx.store.newest_first(RUMOURS, event["tag"]) if r is not None]
-    matcher = ctx.matcher
+    rumours = [{"id": r["id"], "claim": r["claim"]} for r in ctx.store.newest_first(RUMOURS, event["tag"])
+               if r is not None]
     items: list[Doc] = []
+    texts: list[str] = []
     for doc in _docs(ctx, REPORTS, event["tag"], since, before):
         shown = ctx.view(REPORTS, doc, viewer)
         if shown is None:
             continue
-        items.append({**shown, "matches": matcher.matches(doc["text"], rumours)})
+        items.append(shown)
+        texts.append(doc["text"])
         if len(items) >= limit:
             if since is not None:
                 last_seq = doc["seq"]
             break
-    return {"items": items, "last_seq": last_seq}
+    found = await asyncio.to_thread(ctx.matcher.match_all, texts, rumours) if texts else []
+    return {"items": [{**item, "matches": matches} for item, matches in zip(items, found, strict=True)],
+            "last_seq": last_seq}

@@ -233,12 +233,12 @@ async def test_reports_list_matches_with_the_configured_threshold(ctx: Services,
     flares = await log(ctx, FLARES)
     await domain.create_report(ctx, TAG, {"text": "flares on fargate tonight", "location": None, "contact": None},
                                None)
-    [item] = domain.list_reports(ctx, TAG, OFFICER)["items"]
+    [item] = (await domain.list_reports(ctx, TAG, OFFICER))["items"]
     assert [m["rumour_id"] for m in item["matches"]] == [flares["id"]]
     assert ctx.matcher.threshold == DEFAULT_THRESHOLD
     # The configured threshold reaches the matcher that Services builds.
     strict = Services(ctx.settings.replace(match_threshold=1.0), Store(tmp_path / "strict", fsync=False))
     assert strict.matcher.threshold == 1.0
     ctx.matcher = strict.matcher
-    assert domain.list_reports(ctx, TAG, OFFICER)["items"][0]["matches"] == []
-    assert domain.list_reports(ctx, TAG, None)["items"] == []  # the public never sees a report
+    assert (await domain.list_reports(ctx, TAG, OFFICER))["items"][0]["matches"] == []
+    assert (await domain.list_reports(ctx, TAG, None))["items"] == []  # the public never sees a report

@@ -1,4 +1,4 @@
-"""Matching public reports to known rumours, measured on the labelled set in bench/data/match_pairs.json."""
+"""Matching public reports to known rumours, measured on the labelled sets in bench/data/match_pairs.json."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ PAIRS_PATH = Path(__file__).resolve().parents[2] / "bench" / "data" / "match_pai
 FLARES = "Protesters are planning to set off flares on Fargate"
 
 
-def load_pairs() -> list[dict[str, Any]]:
-    return json.loads(PAIRS_PATH.read_text(encoding="utf-8"))
-
-
-PAIRS = load_pairs()
+DATA: dict[str, Any] = json.loads(PAIRS_PATH.read_text(encoding="utf-8"))
+PAIRS: list[dict[str, Any]] = DATA["pairs"]
+RUMOUR_SET: list[dict[str, Any]] = DATA["rumours"]
+REPORTS: list[dict[str, Any]] = DATA["reports"]
 CLAIMS = sorted({p["claim"] for p in PAIRS})
 
 
@@ -47,6 +46,71 @@ def test_precision_and_recall_hold_on_every_fourth_pair() -> None:
     result = evaluate(PAIRS[3::4], Matcher())
     assert result["precision"] >= 0.9, result
     assert result["recall"] >= 0.9, result
+
+
+def test_the_report_set_is_large_varied_and_keeps_a_test_split_aside() -> None:
+    assert len(RUMOUR_SET) >= 40 and len(REPORTS) >= 400
+    assert len({r["id"] for r in RUMOUR_SET}) == len(RUMOUR_SET)
+    assert len({r["event"] for r in RUMOUR_SET}) >= 5  # marches, football, concerts, floods, fires, festivals
+    ids = {r["id"]: r["event"] for r in RUMOUR_SET}
+    for report in REPORTS:
+        assert report["text"].strip() and report["split"] in ("train", "test")
+        assert report["rumour"] is None or ids[report["rumour"]] == report["event"]
+    assert sum(r["rumour"] is None for r in REPORTS) >= len(REPORTS) / 3
+    test = [r for r in REPORTS if r["split"] == "test"]
+    assert abs(len(test) / len(REPORTS) - 0.25) < 0.01
+    assert len({r["text"] for r in REPORTS}) == len(REPORTS)
+
+
+def _report_quality(split: str) -> tuple[float, float]:
+    """Precision and recall of the best match of each report among its event's rumours."""
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for rumour in RUMOUR_SET:
+        by_event.setdefault(rumour["event"], []).append(rumour)
+    reports = [r for r in REPORTS if r["split"] == split]
+    predicted = right = 0
+    for report in reports:
+        found = Matcher().matches(report["text"], by_event[report["event"]], limit=1)
+        if found:
+            predicted += 1
+            right += found[0]["rumour_id"] == report["rumour"]
+    return right / predicted, right / sum(r["rumour"] is not None for r in reports)
+
+
+def test_reports_written_as_people_write_find_their_rumour() -> None:
+    # Floors against regression, below the measured figures (bench/results.json has them: train 0.982 / 0.87,
+    # test 0.964 / 0.828). The issue's recall target of 0.9 on the test split is not reached yet.
+    precision, recall = _report_quality("train")
+    assert precision >= 0.95 and recall >= 0.85, (precision, recall)
+    precision, recall = _report_quality("test")
+    assert precision >= 0.95 and recall >= 0.8, (precision, recall)
+
+
+def test_the_word_index_finds_every_rumour_that_brute_force_scoring_would() -> None:
+    matcher = Matcher()
+    for report in REPORTS[::3]:
+        rumours = [r for r in RUMOUR_SET if r["event"] == report["event"]]
+        found = {m["rumour_id"] for m in matcher.matches(report["text"], rumours, limit=100)}
+        brute = {r["id"] for r in rumours if score(report["text"], r["claim"]) >= DEFAULT_THRESHOLD}
+        assert brute <= found, report["text"]
+        assert matcher.match_all([report["text"]], rumours) == [matcher.matches(report["text"], rumours)]
+
+
+@pytest.mark.parametrize(("report", "rumour_id"), [
+    ("guys with rifles on top of the buildings", "snipers"),
+    ("they're trapping everyone inside, nobody can leave", "kettle"),
+    ("police gassed people by the City Hall", "teargas"),
+    ("snipper on roof", "snipers"),
+    ("my little girl is lost near the city hall", None),
+    ("thank you officers, great job today", None),
+])
+def test_the_issue_paraphrases(report: str, rumour_id: str | None) -> None:
+    rumours = [{"id": "snipers", "claim": "Police snipers on the roofs around Barkers Pool"},
+               {"id": "kettle", "claim": "The demonstration area is a kettle: nobody will be let out"},
+               {"id": "teargas", "claim": "Police used tear gas on protesters by the City Hall"}]
+    found = Matcher().matches(report, rumours, limit=1)
+    assert (found[0]["rumour_id"] if found else None) == rumour_id
+    assert all(0.0 <= m["score"] <= 1.0 for m in found)
 
 
 def test_evaluate_counts() -> None:
@@ -113,7 +177,9 @@ RUMOURS = [
 
 def test_matches_ranks_best_first_and_keeps_only_those_above_threshold() -> None:
     found = Matcher().matches("heard they'll let off FLARES on fargate later??", RUMOURS)
-    assert [m["rumour_id"] for m in found] == ["flares"]
+    # The same claim at another place (Bramall Lane) may follow, but far behind: it is half as likely at most.
+    assert [m["rumour_id"] for m in found][:1] == ["flares"]
+    assert all(m["rumour_id"] == "flares-lane" and m["score"] <= found[0]["score"] / 2 for m in found[1:])
     assert 0 < found[0]["score"] <= 1 and round(found[0]["score"], 3) == found[0]["score"]
     loose = Matcher(threshold=0.01).matches("flares on fargate", RUMOURS)
     assert [m["rumour_id"] for m in loose][:2] == ["flares", "flares-lane"]
