@@ -109,18 +109,50 @@ async def http_cache_middleware(request: web.Request, handler: Handler) -> web.S
     if hdrs.CACHE_CONTROL not in response.headers:
         public = request.get(VIEWER) is None and "Authorization" not in request.headers
         response.headers[hdrs.CACHE_CONTROL] = "public, max-age=5" if public else "private, no-cache"
-    response.headers.add(hdrs.VARY, "Authorization")
+    compressible = (response.content_type or "") in COMPRESSIBLE
+    # The representation depends on Accept-Encoding whether or not this one was compressed: a shared cache
+    # must not hand a gzip body to a client that did not ask for it (RFC 9110 s12.5.5). A 304 carries the
+    # same Vary as the 200 it stands for.
+    _vary(response, "Authorization", *((hdrs.ACCEPT_ENCODING,) if compressible else ()))
     inm = request.headers.get(hdrs.IF_NONE_MATCH)
     if inm is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
         keep = {k: v for k, v in response.headers.items() if k in (hdrs.ETAG, hdrs.CACHE_CONTROL, hdrs.VARY)}
         return web.Response(status=304, headers=keep)
-    if (
-        len(body) > 512
-        and "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
-        and (response.content_type or "") in COMPRESSIBLE
-    ):
+    if compressible and len(body) > 512 and accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, "")):
         response.enable_compression(web.ContentCoding.gzip)
     return response
+
+
+def _vary(response: web.StreamResponse, *names: str) -> None:
+    """One Vary header listing `names` after whatever the handler named, each once."""
+    have = [v.strip() for value in response.headers.getall(hdrs.VARY, ()) for v in value.split(",") if v.strip()]
+    lowered = {v.lower() for v in have}
+    response.headers[hdrs.VARY] = ", ".join(have + [n for n in names if n.lower() not in lowered])
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether `Accept-Encoding` allows gzip (RFC 9110 s12.5.3): `gzip` (or `x-gzip`) with a q above 0, or,
+    where gzip is not named, `*` with a q above 0. `gzip;q=0` means "not gzip"."""
+    named: float | None = None
+    star: float | None = None
+    for part in accept_encoding.split(","):
+        coding, _, params = part.partition(";")
+        coding = coding.strip().lower()
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0  # an unreadable weight is not consent
+        if coding in ("gzip", "x-gzip"):
+            named = q if named is None else max(named, q)
+        elif coding == "*":
+            star = q
+    if named is not None:
+        return named > 0
+    return star is not None and star > 0
 
 
 def load_modules() -> list[ModuleType]:

@@ -7,60 +7,156 @@ with the same defaults (a test keeps the two in step).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+# A check takes a setting's value and returns what is wrong with it (completing "must ..."), or None.
+Check = Callable[[Any], str | None]
 
 
-def setting(default: Any, help: str) -> Any:
+def setting(default: Any, help: str, check: Check | None = None) -> Any:
+    metadata = {"help": help, "check": check}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+class SettingError(ValueError):
+    """A setting out of its range or meaning; `load_settings` names where the value came from."""
+
+    def __init__(self, name: str, value: Any, problem: str) -> None:
+        super().__init__(f"setting {name}: {value!r} {problem}")
+        self.name, self.value, self.problem = name, value, problem
+
+
+def between(lo: float, hi: float) -> Check:
+    return lambda v: None if lo <= v <= hi else f"must be from {lo:g} to {hi:g}"
+
+
+def at_least(lo: float) -> Check:
+    return lambda v: None if v >= lo else f"must be at least {lo:g}"
+
+
+def above(lo: float) -> Check:
+    return lambda v: None if v > lo else f"must be more than {lo:g}"
+
+
+def _log_level(value: str) -> str | None:
+    return None if value.upper() in LOG_LEVELS else "must be one of " + ", ".join(LOG_LEVELS)
+
+
+def _non_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _http_url_or_empty(value: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    return None if parts.scheme in ("http", "https") and parts.netloc else "must be an http(s):// URL, or empty"
+
+
+def _tile_url(value: str) -> str | None:
+    if not value or (value.startswith("/") and not value.startswith("//")):
+        return None  # no tiles, or tiles from this server
+    return _http_url_or_empty(value)
+
+
+def _cap_sender(value: str) -> str | None:
+    # CAP 1.2 s3.2.1: sender "MUST NOT include spaces, commas or restricted characters (< and &)".
+    return "must be non-empty without spaces, commas, '<' or '&' (CAP 1.2)" if (
+        not value or any(c.isspace() or c in ",<&" for c in value)) else None
+
+
+def _addresses(value: list[str]) -> str | None:
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            return f"must list IP addresses or networks; {entry!r} is neither"
+    return None
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = setting("127.0.0.1", "Address to listen on.")
-    port: int = setting(8080, "TCP port to listen on.")
-    data_dir: str = setting("./data", "Directory for the journal, snapshots and photos; locked while serving.")
-    base_url: str = setting("", "Public URL of this server for links in feeds and CAP; empty: http://host:port.")
-    organisation: str = setting("fieldcomms demo police", "Who publishes: the author of feeds, CAP and ClaimReview.")
-    cap_sender: str = setting("fieldcomms@example.invalid", "CAP <sender>: a unique identifier of the publisher.")
-    max_body_bytes: int = setting(256 * 1024, "Largest JSON request body (413 beyond).")
-    max_text_chars: int = setting(2000, "Longest update text, after trimming.")
-    max_photos_per_update: int = setting(4, "Photos one update may carry.")
-    max_photo_bytes: int = setting(15 * 1024 * 1024, "Largest photo file (413 beyond).")
-    max_photo_pixels: int = setting(40_000_000, "Largest photo in pixels; larger is refused as a decompression bomb.")
-    stale_after_minutes: float = setting(5.0, "An officer position older than this is stale.")
-    cluster_above: int = setting(500, "Map layers with more points than this in the box are clustered.")
-    idempotency_ttl_hours: float = setting(48.0, "How long Idempotency-Key answers are kept (at least 24).")
-    snapshot_every: int = setting(200_000, "Changes between snapshots; bounds start-up replay.")
+    host: str = setting("127.0.0.1", "Address to listen on.", _non_empty)
+    port: int = setting(8080, "TCP port to listen on.", between(1, 65535))
+    data_dir: str = setting("./data", "Directory for the journal, snapshots and photos; locked while serving.",
+                             _non_empty)
+    base_url: str = setting("", "Public URL of this server for links in feeds and CAP; empty: http://host:port.",
+                             _http_url_or_empty)
+    organisation: str = setting("fieldcomms demo police", "Who publishes: the author of feeds, CAP and ClaimReview.",
+                                 _non_empty)
+    cap_sender: str = setting("fieldcomms@example.invalid", "CAP <sender>: a unique identifier of the publisher.",
+                               _cap_sender)
+    cap_expires_hours: float = setting(
+        6.0, "CAP <expires> of a warning when its event has no later ends_at: this many hours after it was sent.",
+        between(0.1, 24 * 366))
+    max_body_bytes: int = setting(256 * 1024, "Largest JSON request body (413 beyond).", between(1024, 1 << 30))
+    max_text_chars: int = setting(2000, "Longest update text, after trimming.", between(1, 1_000_000))
+    max_photos_per_update: int = setting(4, "Photos one update may carry.", between(0, 100))
+    max_photo_bytes: int = setting(15 * 1024 * 1024, "Largest photo file (413 beyond).", between(1024, 1 << 31))
+    max_photo_pixels: int = setting(40_000_000, "Largest photo in pixels; larger is refused as a decompression bomb.",
+                                    between(1, 1_000_000_000))
+    stale_after_minutes: float = setting(5.0, "An officer position older than this is stale.", above(0))
+    cluster_above: int = setting(500, "Map layers with more points than this in the box are clustered.", at_least(1))
+    idempotency_ttl_hours: float = setting(48.0, "How long Idempotency-Key answers are kept (at least 24).",
+                                          at_least(24))
+    snapshot_every: int = setting(200_000, "Changes between snapshots; bounds start-up replay.", at_least(1))
     fsync: bool = setting(True, "fsync the journal before acknowledging; only benchmarks turn this off.")
-    report_rate_per_minute: float = setting(6.0, "Public reports allowed per client address per minute.")
-    report_burst: int = setting(5, "Public reports a client address may send at once before the rate applies.")
-    trusted_proxies: list[str] = setting([], "Addresses whose X-Forwarded-For is believed (e.g. a load balancer).")
-    auth_failures_per_minute: float = setting(30.0, "Failed token checks allowed per client address per minute.")
-    match_threshold: float = setting(0.0, "Score at which a public report matches a rumour; 0 uses the tuned default.")
+    report_rate_per_minute: float = setting(6.0, "Public reports allowed per client address per minute.", above(0))
+    report_burst: int = setting(5, "Public reports a client address may send at once before the rate applies.",
+                                 at_least(1))
+    trusted_proxies: list[str] = setting([], "Addresses whose X-Forwarded-For is believed (e.g. a load balancer).",
+                                          _addresses)
+    auth_failures_per_minute: float = setting(30.0, "Failed token checks allowed per client address per minute.",
+                                             above(0))
+    match_threshold: float = setting(0.0, "Score at which a public report matches a rumour; 0 uses the tuned default.",
+                                     between(0, 1))
     tile_url: str = setting(
-        "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "Map tiles for the pages; the pages work without them."
-    )
-    sse_buffer_bytes: int = setting(256 * 1024, "Unsent stream bytes allowed per subscriber before it is dropped.")
-    sse_keepalive_s: float = setting(15.0, "Seconds between keep-alive comments on the stream.")
-    sse_ring_size: int = setting(10_000, "Recent changes kept in memory per event for stream replay.")
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "Map tiles for the pages; the pages work without them.",
+        _tile_url)
+    sse_buffer_bytes: int = setting(256 * 1024, "Unsent stream bytes allowed per subscriber before it is dropped.",
+                                    between(1024, 1 << 30))
+    sse_keepalive_s: float = setting(15.0, "Seconds between keep-alive comments on the stream.", between(0.01, 3600))
+    sse_ring_size: int = setting(10_000, "Recent changes kept in memory per event for stream replay.",
+                                 between(1, 10_000_000))
     header_timeout_s: float = setting(
         10.0, "Seconds a client has to send a request's headers, from connecting (or from the first byte of the "
-        "next request on a kept-alive connection); slower clients are cut off (slowloris).")
+        "next request on a kept-alive connection); slower clients are cut off (slowloris).", between(0, 3600))
     body_timeout_s: float = setting(
-        60.0, "Seconds a request body may go without a byte arriving before the connection is closed.")
-    keepalive_timeout_s: float = setting(75.0, "Seconds an idle kept-alive connection stays open.")
+        60.0, "Seconds a request body may go without a byte arriving before the connection is closed.",
+        between(0, 3600))
+    keepalive_timeout_s: float = setting(75.0, "Seconds an idle kept-alive connection stays open.", between(0, 86400))
     shutdown_grace_s: float = setting(
-        3.0, "On SIGTERM, seconds in-flight requests get to finish before they are cancelled; streams end at once.")
-    metrics_allow: list[str] = setting([], "Addresses that may read /metrics without a token (else admin only).")
-    log_level: str = setting("INFO", "Logging level.")
+        3.0, "On SIGTERM, seconds in-flight requests get to finish before they are cancelled; streams end at once.",
+        between(0, 3600))
+    metrics_allow: list[str] = setting([], "Addresses that may read /metrics without a token (else admin only).",
+                                        _addresses)
+    log_level: str = setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.", _log_level)
     demo_admin: bool = setting(True, "On an empty data directory, create an admin and print its token.")
+
+    def __post_init__(self) -> None:
+        """Every value in its range and meaning, checked once when settings are made: a bad one is a
+        `SettingError` naming it, never a failure deep in the server later."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingError(f.name, value, "must be a finite number")
+            check: Check | None = f.metadata.get("check")
+            problem = check(value) if check is not None else None
+            if problem is not None:
+                raise SettingError(f.name, value, problem)
 
     @property
     def data_path(self) -> Path:
@@ -114,6 +210,7 @@ def load_settings(
     env = os.environ if env is None else env
     known = {f.name: f for f in fields(Settings)}
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG")
     if config_file:
         try:
@@ -127,14 +224,21 @@ def load_settings(
             if key not in known:
                 raise SystemExit(f"fieldcomms: config file {config_file}: unknown setting {key!r}")
             values[key] = _coerce(key, known[key].type, value, str(config_file))
+            sources[key] = f"config file {config_file}"
     for name, declared in known.items():
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None:
             values[name] = _coerce(name, declared.type, raw, ENV_PREFIX + name.upper())
+            sources[name] = ENV_PREFIX + name.upper()
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _coerce(name, known[name].type, value, "the command line")
-    return Settings(**values)
+            sources[name] = "the command line"
+    try:
+        return Settings(**values)
+    except SettingError as exc:
+        source = sources.get(exc.name, "the defaults")
+        raise SystemExit(f"fieldcomms: setting {exc.name} from {source}: {exc.value!r} {exc.problem}") from None
 
 
 def default_toml() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
@@ -17,7 +17,7 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-__all__ = ["CAP_NS", "atom_feed", "cap_alert", "cap_index_atom", "cap_time"]
+__all__ = ["CAP_NS", "atom_feed", "cap_alert", "cap_cancel", "cap_expires", "cap_index_atom", "cap_time"]
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_CONTENT_TYPE = "application/cap+xml"
@@ -49,6 +49,13 @@ def cap_time(rfc3339: str) -> str:
     and strict consumers follow the prose.
     """
     return _parse_time(rfc3339).strftime("%Y-%m-%dT%H:%M:%S") + "-00:00"
+
+
+def _entry_time(item: Mapping[str, Any]) -> str:
+    """When a feed entry last changed: a cancellation's when the warning was withdrawn."""
+    if _is_cancellation(item):
+        return str(item.get("retracted_at") or item["received_at"])
+    return str(item["received_at"])
 
 
 def _require_public(update: Mapping[str, Any]) -> None:
@@ -107,7 +114,7 @@ def _new_feed(event: Mapping[str, Any], *, feed_id: str, title: str, self_url: s
     feed.generator("fieldcomms")
     # max() rather than the first item: "newest first" is the caller's promise, the feed's updated must hold
     # whatever order it is given.
-    times = [_parse_time(event["created_at"])] + [_parse_time(item["received_at"]) for item in items]
+    times = [_parse_time(event["created_at"])] + [_parse_time(_entry_time(item)) for item in items]
     feed.updated(max(times))
     return feed
 
@@ -152,12 +159,15 @@ def atom_feed(event: Mapping[str, Any], updates: list[dict[str, Any]], *, base_u
 
 def cap_index_atom(event: Mapping[str, Any], warnings: list[dict[str, Any]], *, base_url: str,
                    organisation: str) -> bytes:
-    """Atom index of the event's CAP alerts, each entry linking to its ``application/cap+xml`` document.
+    """Atom index of the event's CAP messages, each entry linking to its ``application/cap+xml`` document.
 
-    Items that would not get a CAP document (not a public, active warning) are skipped rather than listed
-    with a link that answers 404.
+    `warnings` holds public, active warnings and cancellations (``visibility.cap_cancellation``: a public
+    warning since retracted), newest first. A cancellation is an entry of its own (id ``...:cancel``, updated
+    when the warning was withdrawn) linking to the same CAP URL, which now answers the ``Cancel`` message, so
+    an aggregator that relayed the warning learns to withdraw it; it carries no text of the warning. Items
+    that would get no CAP document are skipped rather than listed with a link that answers 404.
     """
-    warnings = [w for w in warnings if _is_cap_eligible(w)]
+    warnings = [w for w in warnings if _is_cap_eligible(w) or _is_cancellation(w)]
     tag = event["tag"]
     feed = _new_feed(event, feed_id=f"urn:fieldcomms:event:{tag}:alerts",
                      title=f"{event['title']}: public safety alerts",
@@ -165,15 +175,37 @@ def cap_index_atom(event: Mapping[str, Any], warnings: list[dict[str, Any]], *, 
                      organisation=organisation, items=warnings)
     for update in warnings:
         entry = feed.add_entry(order="append")
-        entry.id(f"urn:fieldcomms:cap:{update['id']}")
-        entry.title(_title(update))
-        entry.updated(_parse_time(update["received_at"]))
-        entry.published(_parse_time(update["received_at"]))
+        if _is_cancellation(update):
+            withdrawn = _parse_time(_entry_time(update))
+            entry.id(f"urn:fieldcomms:cap:{update['id']}:cancel")
+            entry.title(_cancel_headline(update))
+            entry.updated(withdrawn)
+            entry.published(withdrawn)
+            entry.content(_CANCEL_TEXT, type="text")
+            entry.category(term="Cancel", scheme="urn:oasis:names:tc:emergency:cap:1.2:msgType")
+        else:
+            entry.id(f"urn:fieldcomms:cap:{update['id']}")
+            entry.title(_title(update))
+            entry.updated(_parse_time(update["received_at"]))
+            entry.published(_parse_time(update["received_at"]))
+            entry.content(_clean(update["text"]), type="text")
+            entry.category(term="Alert", scheme="urn:oasis:names:tc:emergency:cap:1.2:msgType")
         entry.author({"name": _clean(organisation)})
-        entry.content(_clean(update["text"]), type="text")
         entry.fclinks.add(href=f"{base_url}/api/v1/updates/{update['id']}/cap", rel="alternate",
                           type=CAP_CONTENT_TYPE)
     return bytes(feed.atom_str(pretty=True))
+
+
+_CANCEL_TEXT = "This warning has been withdrawn by its publisher. Disregard it."
+
+
+def _cancel_headline(cancellation: Mapping[str, Any]) -> str:
+    return f"Cancelled: the warning of {cap_time(cancellation['received_at'])} is withdrawn"
+
+
+def _is_cancellation(item: Mapping[str, Any]) -> bool:
+    return (item.get("kind") == "warning" and item.get("visibility") == "public"
+            and item.get("status") == "retracted")
 
 
 def _is_cap_eligible(update: Mapping[str, Any]) -> bool:
@@ -212,14 +244,27 @@ def _cap_rings(geometry: Mapping[str, Any]) -> list[str]:
     return rings
 
 
+def cap_expires(sent: str, event: Mapping[str, Any], expires_hours: float) -> str:
+    """CAP ``<expires>``: the event's ``ends_at`` when it lies after ``sent``, else ``sent`` plus
+    ``expires_hours`` (the setting ``cap_expires_hours``). Every alert carries one, so an aggregator never
+    keeps a warning up for ever after the event has been forgotten."""
+    sent_at = _parse_time(sent)
+    ends_at = event.get("ends_at")
+    if ends_at and _parse_time(ends_at) > sent_at:
+        return cap_time(ends_at)
+    return cap_time((sent_at + timedelta(hours=expires_hours)).isoformat())
+
+
 def cap_alert(update: Mapping[str, Any], event: Mapping[str, Any], *, base_url: str, sender: str,
               organisation: str, radius_km: float = 0.2,
-              zone_geometries: Mapping[str, Mapping[str, Any]] | None = None) -> bytes:
+              zone_geometries: Mapping[str, Mapping[str, Any]] | None = None,
+              expires_hours: float = 6.0) -> bytes:
     """An OASIS CAP 1.2 alert for one public, active ``warning`` update, as UTF-8 bytes.
 
     The area is the update's zones (by name, and as polygons where ``zone_geometries`` maps a zone id to a
     GeoJSON Polygon or MultiPolygon) plus a circle round its location, widened to the location's accuracy.
     An update with neither gets no ``<area>``: CAP makes area optional, and an invented one would mislead.
+    ``<expires>`` is ``cap_expires``.
     """
     _require_public(update)
     if update.get("kind") != "warning":
@@ -249,9 +294,7 @@ def cap_alert(update: Mapping[str, Any], event: Mapping[str, Any], *, base_url: 
     add(info, "urgency", "Immediate")
     add(info, "severity", "Moderate")
     add(info, "certainty", "Observed")
-    ends_at = event.get("ends_at")
-    if ends_at and _parse_time(ends_at) > _parse_time(update["received_at"]):
-        add(info, "expires", cap_time(ends_at))
+    add(info, "expires", cap_expires(update["received_at"], event, expires_hours))
     add(info, "senderName", organisation)
     add(info, "headline", _title(update))
     add(info, "description", update["text"])
@@ -297,3 +340,50 @@ class FeedCache:
             self._entries.pop(next(iter(self._entries)))  # oldest inserted; events are few
         self._entries[key] = (seq, body)
         return body
+
+
+def cap_cancel(cancellation: Mapping[str, Any], event: Mapping[str, Any], *, base_url: str, sender: str,
+               organisation: str, expires_hours: float = 6.0) -> bytes:
+    """An OASIS CAP 1.2 ``Cancel`` message for a public warning since retracted (CAP 1.2 s3.2.1 msgType).
+
+    ``cancellation`` is what ``visibility.cap_cancellation`` lets the public know of the withdrawn warning
+    (its id, its original ``received_at``, when it was withdrawn): the message says which alert it cancels
+    in ``<references>`` (``sender,identifier,sent`` of the original) and carries none of the warning's text,
+    place or photos, which left public view with the retraction. It has its own identifier and ``sent``
+    (the retraction), and one ``<info>`` so that it states its ``<expires>`` like every alert we publish.
+    """
+    if not _is_cancellation(cancellation):
+        raise ValueError(f"update {cancellation.get('id')!r} is not a retracted public warning")
+    original_id = _cap_safe(f"fieldcomms-{cancellation['id']}", "identifier")
+    sender = _cap_safe(sender, "sender")
+    sent = _entry_time(cancellation)
+
+    alert = etree.Element(f"{{{CAP_NS}}}alert", nsmap={None: CAP_NS})
+
+    def add(parent: etree._Element, name: str, text: str) -> etree._Element:
+        element = etree.SubElement(parent, f"{{{CAP_NS}}}{name}")
+        element.text = _clean(text)
+        return element
+
+    add(alert, "identifier", _cap_safe(f"{original_id}-cancel", "identifier"))
+    add(alert, "sender", sender)
+    add(alert, "sent", cap_time(sent))
+    add(alert, "status", "Actual")
+    add(alert, "msgType", "Cancel")
+    add(alert, "scope", "Public")
+    add(alert, "note", _CANCEL_TEXT)
+    add(alert, "references", f"{sender},{original_id},{cap_time(cancellation['received_at'])}")
+    info = etree.SubElement(alert, f"{{{CAP_NS}}}info")
+    add(info, "language", "en-GB")
+    add(info, "category", "Safety")
+    add(info, "event", event["title"])
+    add(info, "responseType", "None")
+    add(info, "urgency", "Past")
+    add(info, "severity", "Unknown")
+    add(info, "certainty", "Unknown")
+    add(info, "expires", cap_expires(sent, event, expires_hours))
+    add(info, "senderName", organisation)
+    add(info, "headline", _cancel_headline(cancellation))
+    add(info, "description", _CANCEL_TEXT)
+    add(info, "web", f"{base_url}/events/{event['tag']}")
+    return bytes(etree.tostring(alert, xml_declaration=True, encoding="UTF-8", pretty_print=True))

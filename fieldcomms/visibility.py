@@ -68,12 +68,38 @@ def update_publicly_visible(update: Item | None) -> bool:
     return update is not None and update.get("visibility") == "public" and update.get("status") == "active"
 
 
+def public_update_location(update: Item) -> Item | None:
+    """The location of a public update that the public may see: only one the device sent.
+
+    A location taken from a photo's EXIF GPS (`source: exif`) is where the camera was, which the officer
+    never chose to publish (API.md, *changed*): officers and control see it; the public sees `null`, and the
+    update is on no public map, page, feed or stream, and matches no public `bbox`."""
+    location: Item | None = update.get("location")
+    if location is None or location.get("source") == "exif":
+        return None
+    return location
+
+
+def location_seen_by(coll: str, item: Item, viewer: Viewer | None) -> Item | None:
+    """The location of `item` as `viewer` sees it: what a filter on place (`bbox`) must test, so that a
+    filter never answers for a location the viewer may not see."""
+    if viewer is None and coll == "updates":
+        return public_update_location(item)
+    location: Item | None = item.get("location")
+    return location
+
+
 def _update(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     if viewer is None:
         if not update_publicly_visible(item):
             return None
         out = _clean(item)
-        out["zones"] = [_clean(z, ("visibility",)) for z in item.get("zones", ()) if z.get("visibility") == "public"]
+        out["location"] = public_update_location(item)
+        # An update's zones are those round its location: from an EXIF location they would say where the
+        # camera was as surely as the coordinates.
+        from_exif = out["location"] is None and item.get("location") is not None
+        zones = () if from_exif else item.get("zones", ())
+        out["zones"] = [_clean(z, ("visibility",)) for z in zones if z.get("visibility") == "public"]
         out["photos"] = [_clean(ph) for ph in item.get("photos", ())]
         reply_to = item.get("reply_to")
         if reply_to is not None and not update_publicly_visible(lookup.get("updates", reply_to)):
@@ -221,9 +247,21 @@ def public_map_location(coll: str, item: Item, lookup: Lookup = NO_RESOLVER) -> 
     (their public view keeps the stored location as it is) because the index is built over every update.
     """
     if coll == "updates":
-        return item.get("location") if update_publicly_visible(item) else None
+        return public_update_location(item) if update_publicly_visible(item) else None
     seen = view(coll, item, None, lookup)
     return None if seen is None else seen.get("location")
+
+
+def cap_cancellation(item: Item) -> Item | None:
+    """What the public may know of a public warning since retracted, so that its CAP URL can answer a
+    `Cancel` and the alerts index can list it (API.md, *new*): which alert it was and when it was sent and
+    withdrawn, nothing of its content. None for anything else (an internal warning was never published, so
+    there is nothing to cancel and the public must not learn it existed)."""
+    if item.get("kind") != "warning" or item.get("visibility") != "public" or item.get("status") != "retracted":
+        return None
+    out: Item = {k: item[k] for k in ("id", "event", "seq", "kind", "visibility", "status", "received_at",
+                                      "retracted_at") if k in item}
+    return out
 
 
 def audience_key(coll: str, item: Item, viewer: Viewer | None) -> Hashable:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from fieldcomms.__main__ import _settings, parser
-from fieldcomms.config import Settings, default_toml, load_settings
+from fieldcomms.config import Settings, SettingError, default_toml, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TOML = REPO / "config" / "default.toml"
@@ -109,3 +113,69 @@ def test_the_command_line_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     args = parser().parse_args(["serve", "--config", str(toml), "--data-dir", "/from/cli"])
     got = _settings(args, host=args.host, port=args.port)
     assert (got.port, got.data_dir) == (9002, "/from/cli")
+
+
+# ---- range and meaning, checked when loaded (issue 15) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"FIELDCOMMS_PORT": "70000"}, ["port", "FIELDCOMMS_PORT", "70000", "65535"]),
+    ({"FIELDCOMMS_PORT": "0"}, ["port", "0"]),
+    ({"FIELDCOMMS_LOG_LEVEL": "LOUD"}, ["log_level", "LOUD", "DEBUG"]),
+    ({"FIELDCOMMS_MAX_BODY_BYTES": "-1"}, ["max_body_bytes", "-1"]),
+    ({"FIELDCOMMS_SSE_KEEPALIVE_S": "nan"}, ["sse_keepalive_s", "finite"]),
+    ({"FIELDCOMMS_SSE_KEEPALIVE_S": "0"}, ["sse_keepalive_s"]),
+    ({"FIELDCOMMS_IDEMPOTENCY_TTL_HOURS": "1"}, ["idempotency_ttl_hours", "24"]),
+    ({"FIELDCOMMS_TRUSTED_PROXIES": "10.0.0.1, proxy.example"}, ["trusted_proxies", "proxy.example"]),
+    ({"FIELDCOMMS_BASE_URL": "ftp://example.org"}, ["base_url", "http"]),
+    ({"FIELDCOMMS_CAP_SENDER": "two words"}, ["cap_sender", "spaces"]),
+    ({"FIELDCOMMS_CAP_EXPIRES_HOURS": "0"}, ["cap_expires_hours"]),
+    ({"FIELDCOMMS_STALE_AFTER_MINUTES": "-5"}, ["stale_after_minutes"]),
+])
+def test_a_value_out_of_range_is_a_clear_error(env: dict[str, str], words: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        load_settings(None, env=env)
+    message = str(exc.value)
+    assert message.startswith("fieldcomms: setting ") and "\n" not in message
+    assert all(w in message for w in words), message
+
+
+def test_the_error_names_where_the_bad_value_came_from(tmp_path: Path) -> None:
+    toml = write(tmp_path, "idempotency_ttl_hours = 2.0\n")
+    with pytest.raises(SystemExit, match=f"idempotency_ttl_hours from config file {re.escape(str(toml))}"):
+        load_settings(toml, env={})
+    with pytest.raises(SystemExit, match="port from the command line: 99999"):
+        load_settings(None, env={}, overrides={"port": 99999})
+    # A value in range is taken as given, whatever its case where case does not matter.
+    assert load_settings(None, env={"FIELDCOMMS_LOG_LEVEL": "debug"}).log_level == "debug"
+
+
+def test_settings_made_in_code_are_checked_too() -> None:
+    with pytest.raises(SettingError, match="port"):
+        Settings(port=-1)
+    with pytest.raises(SettingError, match="report_burst"):
+        Settings().replace(report_burst=0)
+
+
+def _cli(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FIELDCOMMS_")}
+    return subprocess.run([sys.executable, "-m", "fieldcomms", *args, "--data-dir", str(tmp_path / "data")],
+                          env={**clean, **env}, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("args", "env", "name"), [
+    (("serve",), {"FIELDCOMMS_PORT": "70000"}, "port"),
+    (("serve", "--port", "-3"), {}, "port"),
+    (("serve",), {"FIELDCOMMS_LOG_LEVEL": "chatty"}, "log_level"),
+    (("serve",), {"FIELDCOMMS_SSE_RING_SIZE": "0"}, "sse_ring_size"),
+    (("demo",), {"FIELDCOMMS_MAX_PHOTO_BYTES": "-1"}, "max_photo_bytes"),
+    (("check",), {"FIELDCOMMS_HEADER_TIMEOUT_S": "inf"}, "header_timeout_s"),
+])
+def test_the_command_line_refuses_a_bad_setting_in_one_line(tmp_path: Path, args: tuple[str, ...],
+                                                            env: dict[str, str], name: str) -> None:
+    done = _cli(tmp_path, *args, env=env)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"fieldcomms: setting {name} "), done.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())  # nothing started

@@ -12,7 +12,7 @@ import feedparser
 import pytest
 from lxml import etree
 
-from fieldcomms.feeds import atom_feed, cap_alert, cap_index_atom, cap_time
+from fieldcomms.feeds import atom_feed, cap_alert, cap_cancel, cap_index_atom, cap_time
 
 BASE = "http://127.0.0.1:8080"
 ORG = "South Yorkshire Police"
@@ -221,7 +221,8 @@ def test_cap_without_location_has_no_area_and_validates(cap_schema: etree.XMLSch
                                sender=SENDER, organisation=ORG), cap_schema)
     info = alert.find(f"{CAP}info")
     assert info.find(f"{CAP}area") is None
-    assert info.find(f"{CAP}expires") is None
+    # No event end: sent (10:07:05) plus the default cap_expires_hours, 6.
+    assert info.findtext(f"{CAP}expires") == "2011-03-12T16:07:05-00:00"
 
 
 def test_cap_location_without_zones_is_described_by_coordinates(cap_schema: etree.XMLSchema) -> None:
@@ -319,3 +320,70 @@ def test_empty_cap_index_is_valid() -> None:
     assert_rfc4287(document)
     parsed = feedparser.parse(document)
     assert not parsed.bozo and parsed.entries == []
+
+
+# --- <expires> and Cancel (API.md, *new*) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ends_at", "hours", "expected"), [
+    ("2011-03-12T20:00:00Z", 6.0, "2011-03-12T20:00:00-00:00"),  # the event's end, later than sent
+    (None, 6.0, "2011-03-12T16:07:05-00:00"),  # no end: sent + cap_expires_hours
+    ("2011-03-12T09:00:00Z", 6.0, "2011-03-12T16:07:05-00:00"),  # an end already past is no expiry
+    (None, 1.5, "2011-03-12T11:37:05-00:00"),
+    (None, 24.0, "2011-03-13T10:07:05-00:00"),
+])
+def test_every_cap_alert_carries_expires(cap_schema: etree.XMLSchema, ends_at: str | None, hours: float,
+                                         expected: str) -> None:
+    document = cap_alert(warning(), make_event(ends_at=ends_at), base_url=BASE, sender=SENDER,
+                         organisation=ORG, expires_hours=hours)
+    alert = validate(document, cap_schema)
+    assert alert.find(f"{CAP}info").findtext(f"{CAP}expires") == expected
+    assert capvalidator.check_schema(document).passed
+    assert capvalidator.get_dates(document).expiry == expected
+
+
+def retracted_warning(**overrides: Any) -> dict[str, Any]:
+    return warning(status="retracted", retracted_at="2011-03-12T10:30:00Z", **overrides)
+
+
+def test_cap_cancel_references_the_original_and_validates(cap_schema: etree.XMLSchema) -> None:
+    cancellation = {k: v for k, v in retracted_warning().items()
+                    if k in ("id", "event", "seq", "kind", "visibility", "status", "received_at", "retracted_at")}
+    document = cap_cancel(cancellation, make_event(ends_at=None), base_url=BASE, sender=SENDER, organisation=ORG)
+    alert = validate(document, cap_schema)
+    assert capvalidator.check_schema(document).passed, capvalidator.check_schema(document).message
+
+    assert alert.findtext(f"{CAP}msgType") == "Cancel"
+    assert alert.findtext(f"{CAP}status") == "Actual"
+    assert alert.findtext(f"{CAP}identifier") == "fieldcomms-u7-cancel"  # a message of its own
+    assert alert.findtext(f"{CAP}sent") == "2011-03-12T10:30:00-00:00"  # when it was withdrawn
+    # CAP 1.2 s3.2.1: references is "sender,identifier,sent" of each message referred to.
+    assert alert.findtext(f"{CAP}references") == f"{SENDER},fieldcomms-u7,2011-03-12T10:07:05-00:00"
+    info = alert.find(f"{CAP}info")
+    assert info.findtext(f"{CAP}expires") == "2011-03-12T16:30:00-00:00"
+    assert info.find(f"{CAP}area") is None and info.find(f"{CAP}resource") is None
+    assert b"Crush risk" not in document and b"Barkers" not in document  # nothing of the withdrawn text
+
+
+def test_cap_cancel_refuses_anything_but_a_retracted_public_warning() -> None:
+    for item in (warning(), retracted_warning(visibility="internal"), retracted_warning(kind="info")):
+        with pytest.raises(ValueError):
+            cap_cancel(item, make_event(), base_url=BASE, sender=SENDER, organisation=ORG)
+
+
+def test_cap_index_lists_a_cancellation_as_an_entry_of_its_own() -> None:
+    cancellation = {k: v for k, v in make_update(3, kind="warning", status="retracted",
+                                                 retracted_at="2011-03-12T11:00:00Z").items()
+                    if k in ("id", "event", "seq", "kind", "visibility", "status", "received_at", "retracted_at")}
+    document = cap_index_atom(make_event(), [cancellation, warning()], base_url=BASE, organisation=ORG)
+    assert_rfc4287(document)
+    parsed = feedparser.parse(document)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert [e.id for e in parsed.entries] == ["urn:fieldcomms:cap:u3:cancel", "urn:fieldcomms:cap:u7"]
+    cancel = parsed.entries[0]
+    assert cancel.title.startswith("Cancelled")
+    assert cancel.updated_parsed[:6] == (2011, 3, 12, 11, 0, 0)
+    assert [t.term for t in cancel.tags] == ["Cancel"]
+    assert [(link.rel, link.type, link.href) for link in cancel.links] == [
+        ("alternate", "application/cap+xml", f"{BASE}/api/v1/updates/u3/cap")]
+    assert parsed.feed.updated_parsed[:6] == (2011, 3, 12, 11, 0, 0)  # the withdrawal is the newest change

@@ -70,6 +70,9 @@ SECRET_POINTS = {
     "report-location": (53.3017890, -1.4017890),
     "exif-jpeg": (53.3908901, -1.5008901),
     "exif-png": (53.3977777, -1.5077777),
+    # A photo's EXIF GPS inside the public zone: the public update it places must not say so, not even by the
+    # zone's name (API.md *changed*: an EXIF location is for officers and control only).
+    "exif-in-public-zone": (53.3862345, -1.4832345),
     "alert-location": (53.3579999, -1.4579999),
 }
 # The internal zone: a box round the public zone, with distinctive corners.
@@ -218,6 +221,7 @@ class World:
     public_ids: set[str] = field(default_factory=set)  # items the public may see in the end
     withdrawn: set[str] = field(default_factory=set)  # rumours answered in public, then taken off the board
     retracted: dict[str, str] = field(default_factory=dict)  # update id -> its author's role name
+    exif_update: str = ""  # a public warning placed only by its photo's EXIF GPS
     officer_hidden: dict[str, str] = field(default_factory=dict)  # needle -> what, for the officer crawl
     requests: int = 0
 
@@ -320,13 +324,13 @@ async def build_world(client: TestClient, on_event: Callable[[World], Awaitable[
     await position("far", "position-far")
     for name in ("update-internal", "update-internal-2", "rumour-location", "rumour2-location",
                  "rumour-source-location", "sighting-location", "report-location", "exif-jpeg", "exif-png",
-                 "alert-location"):
+                 "alert-location", "exif-in-public-zone"):
         needles.add_point(name, *SECRET_POINTS[name])
 
     # Photos: metadata markers in every block; the DateTimeOriginal is distinctive too.
-    def jpeg(colour: tuple[int, int, int], who: str) -> bytes:
+    def jpeg(colour: tuple[int, int, int], who: str, point: str = "exif-jpeg") -> bytes:
         return jpeg_with_metadata(
-            colour, SECRET_POINTS["exif-jpeg"], make=needles.add("EXIF Make", mark(f"make-{who}")),
+            colour, SECRET_POINTS[point], make=needles.add("EXIF Make", mark(f"make-{who}")),
             artist=needles.add("EXIF Artist", mark(f"artist-{who}")), xmp=needles.add("XMP", mark(f"xmp-{who}")),
             comment=needles.add("JPEG comment", mark(f"comment-{who}")), taken="2011:03:12 09:58:17")
 
@@ -335,6 +339,7 @@ async def build_world(client: TestClient, on_event: Callable[[World], Awaitable[
     p_internal = await world.upload("int", jpeg((30, 200, 30), "internal"), "kettle.jpg", "image/jpeg")
     p_retracted = await world.upload("pub", jpeg((30, 30, 200), "retracted"), "gone.jpg", "image/jpeg")
     p_unused = await world.upload("int", jpeg((200, 200, 30), "unused"), "unused.jpg", "image/jpeg")
+    p_exif = await world.upload("pub", jpeg((90, 90, 200), "exif", "exif-in-public-zone"), "placed.jpg", "image/jpeg")
     for photo in (p_internal, p_unused):
         needles.add_id("photo the public may not see", photo["id"])
     needles.add_id("photo of a retracted update", p_retracted["id"], once_public=True)
@@ -365,6 +370,13 @@ async def build_world(client: TestClient, on_event: Callable[[World], Awaitable[
                                  visibility="public", kind="warning", location=L_RETRACTED)
     u10 = await world.post_update("control", needles.add("control's internal update", mark("update-control")))
     u11 = await world.post_update("pub", "Public: no location on this one", visibility="public", reply_to=u7["id"])
+    # No location sent: the photo's EXIF GPS places it, for officers only. A warning, so CAP is tried too.
+    u12 = await world.post_update("pub", "Public warning: loose railings, see the photo", visibility="public",
+                                  kind="warning", photos=[p_exif["id"]])
+    assert u12["location"] is not None and u12["location"]["source"] == "exif"  # the author sees it
+    assert "Devonshire Green demonstration area" in [z["name"] for z in u12["zones"]]
+    world.exif_update = u12["id"]
+    world.public_ids.update({u12["id"], p_exif["id"]})
     for u in (u3, u4, u5, u10):
         needles.add_id("internal update id", u["id"])
     world.public_ids.update({u1["id"], u2["id"], u6["id"], u11["id"]})
@@ -655,8 +667,10 @@ async def crawl(world: World, crawler: Crawler, *, as_officer: bool = False) -> 
         await crawler.get(f"/api/v1/updates/{update_id}", expect=(200,) if visible else not_found)
         visible = update_id in world.public_ids  # CAP is a publication: the public view for everyone
         is_warning = world.updates.get(update_id, {}).get("kind") == "warning"
+        # A public warning since retracted answers a CAP Cancel (which must carry nothing of it).
+        cancelled = update_id in world.retracted and world.updates.get(update_id, {}).get("visibility") == "public"
         await crawler.get(f"/api/v1/updates/{update_id}/cap",
-                          expect=(200,) if visible and is_warning else not_found)
+                          expect=(200,) if (visible or cancelled) and is_warning else not_found)
     await crawler.get(f"/api/v1/updates/upd_{'0' * 16}", expect=not_found)
 
     # Rumours.
@@ -785,6 +799,11 @@ async def test_the_public_sees_no_internal_data(world: World, capsys: pytest.Cap
     assert taken_down == world.withdrawn, "a rumour taken off the board must be taken off the pages too"
     page = crawler.bodies[f"/events/{world.tag}"].decode()
     assert world.users["pub"]["callsign"] in page and "Public: all calm at Barkers Pool" in page
+    # The update placed by EXIF is public, without its place: no location, no zone named by it.
+    assert "loose railings" in page
+    exif = orjson.loads(crawler.bodies[f"/api/v1/updates/{world.exif_update}"])
+    assert exif["location"] is None and exif["zones"] == [], exif
+    assert world.exif_update in seen["listed_updates"]
     board = crawler.bodies[f"/events/{world.tag}/rumours"].decode()
     assert "Public claim: police snipers on the roofs" in board
     assert len(crawler.urls) > 500
@@ -803,6 +822,20 @@ async def test_an_officer_sees_no_contact_and_no_alert_sent_to_others(world: Wor
     assert not crawler.findings, summary
     types = {e["type"] for e in seen["streamed"]}
     assert "alert" in types and "position" not in types, types
+
+
+async def test_an_exif_location_answers_no_public_question_about_place(world: World) -> None:
+    """Filters must not be an oracle for a location the public is not shown: a box round the EXIF point, or
+    the map's box, finds the update for an officer and never for the public."""
+    lat, lon = SECRET_POINTS["exif-in-public-zone"]
+    box = bbox_param((lat - 0.0001, lat + 0.0001), (lon - 0.0001, lon + 0.0001))
+    for who, expect in ((None, []), ("int", [world.exif_update])):
+        listed = await world.call("GET", f"/api/v1/events/{world.tag}/updates?{urlencode({'bbox': box})}", who, 200)
+        assert [u["id"] for u in listed["items"]] == expect, who
+        fc = await world.call("GET", f"/api/v1/events/{world.tag}/map?{urlencode({'bbox': box})}", who, 200)
+        assert [f["properties"]["id"] for f in fc["features"] if f["properties"]["layer"] == "updates"] == expect
+    zones = await world.call("GET", f"/api/v1/updates/{world.exif_update}", None, 200)
+    assert zones["location"] is None and zones["zones"] == []
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..domain.events import get_event
 from ..errors import NotFound
 from ..geo import zone_area
 from ..services import Services
+from ..visibility import cap_cancellation
 from .common import ctx_of
 from .spec import op, path
 
@@ -52,6 +53,22 @@ def public_updates(ctx: Services, tag: str, keep: Callable[[Doc], bool] = lambda
     for doc in docs:
         seen = ctx.view("updates", doc, None)
         if seen is None or not keep(seen):
+            continue
+        out.append(seen)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def cap_messages(ctx: Services, tag: str, limit: int = FEED_LIMIT) -> list[Doc]:
+    """The event's CAP messages for the alerts index, newest first (by seq): its public warnings as the
+    public sees them, and the public warnings since retracted as `visibility.cap_cancellation` shows them."""
+    out: list[Doc] = []
+    for doc in ctx.store.newest_first("updates", tag):
+        if doc is None or doc.get("kind") != "warning":
+            continue
+        seen = ctx.view("updates", doc, None) or cap_cancellation(doc)
+        if seen is None:
             continue
         out.append(seen)
         if len(out) >= limit:
@@ -87,7 +104,7 @@ async def alerts_atom(request: web.Request) -> web.Response:
     settings = ctx.settings
 
     def render() -> bytes:
-        warnings = public_updates(ctx, event["tag"], _is_warning)
+        warnings = cap_messages(ctx, event["tag"])
         return feeds.cap_index_atom(ctx.view("events", event, None) or event, warnings,
                                     base_url=settings.public_base_url, organisation=settings.organisation)
 
@@ -119,13 +136,24 @@ async def update_cap(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     update_id = request.match_info["id"]
     update = ctx.visible("updates", update_id, None)
-    if update is None or not _is_warning(update):
+    settings = ctx.settings
+    if update is None:
+        # A public warning since retracted answers a CAP Cancel, so that aggregators withdraw it too.
+        cancellation = cap_cancellation(ctx.store.get("updates", update_id) or {})
+        if cancellation is None:
+            raise NotFound(f"No public warning {update_id}.")
+        event = get_event(ctx, cancellation["event"])
+        body = feeds.cap_cancel(cancellation, ctx.view("events", event, None) or event,
+                                base_url=settings.public_base_url, sender=settings.cap_sender,
+                                organisation=settings.organisation, expires_hours=settings.cap_expires_hours)
+        return web.Response(body=body, content_type=feeds.CAP_CONTENT_TYPE, charset="utf-8")
+    if not _is_warning(update):
         raise NotFound(f"No public warning {update_id}.")
     event = get_event(ctx, update["event"])
-    settings = ctx.settings
     body = feeds.cap_alert(update, ctx.view("events", event, None) or event, base_url=settings.public_base_url,
                            sender=settings.cap_sender, organisation=settings.organisation,
-                           zone_geometries=public_zone_areas(ctx, update))
+                           zone_geometries=public_zone_areas(ctx, update),
+                           expires_hours=settings.cap_expires_hours)
     return web.Response(body=body, content_type=feeds.CAP_CONTENT_TYPE, charset="utf-8")
 
 
@@ -159,8 +187,10 @@ OPENAPI = {
         "get": _xml_op(
             "Atom index of the event's public warnings, each linking to its CAP 1.2 alert.",
             ATOM_CONTENT_TYPE,
-            f"At most {FEED_LIMIT} entries, newest first: every public, active update of kind `warning`; each "
-            "entry's `alternate` link (type `application/cap+xml`) is `/api/v1/updates/{id}/cap`.",
+            f"At most {FEED_LIMIT} entries, newest first: every public, active update of kind `warning`, and "
+            "every public warning since retracted as a cancellation (entry id `urn:fieldcomms:cap:{id}:cancel`, "
+            "category `Cancel`, updated when it was withdrawn, none of the warning's text); each entry's "
+            "`alternate` link (type `application/cap+xml`) is `/api/v1/updates/{id}/cap`.",
             [path("tag", "The event's hashtag.")],
         ),
     },
@@ -168,9 +198,14 @@ OPENAPI = {
         "get": _xml_op(
             "A public warning as an OASIS CAP 1.2 alert.",
             feeds.CAP_CONTENT_TYPE,
-            "Valid against the OASIS CAP 1.2 XSD. 404 unless the update is public, active and of kind "
-            "`warning`, for every caller: CAP is a publication format, so an officer asking for an internal "
-            "or retracted warning gets 404 too (the JSON update is where officers read those). Times are "
+            "Valid against the OASIS CAP 1.2 XSD. 404 unless the update is a public warning, for every "
+            "caller: CAP is a publication format, so an officer asking for an internal warning gets 404 too "
+            "(the JSON update is where officers read those). A public warning since retracted answers a "
+            "`Cancel` message: `<msgType>Cancel</msgType>`, its own identifier (`fieldcomms-{id}-cancel`) "
+            "and `sent` (the retraction), `<references>` naming the original's `sender,identifier,sent`, and "
+            "none of the warning's text, place or photos. Every alert carries `<expires>`: the event's "
+            "`ends_at` when later than `sent`, else `sent` plus the setting `cap_expires_hours` (default 6). "
+            "A location taken from a photo's EXIF is never published (no `<circle>`). Times are "
             "CAP's (`2011-03-12T11:42:00-00:00`). The `<area>` names the update's public zones, draws each "
             "as a `<polygon>` (lines and points widened by their `buffer_m`, simplified to about a metre), "
             "and adds a `<circle>` `lat,lon radius_km` round the update's location (at least 0.2 km, or its "

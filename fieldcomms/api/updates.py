@@ -7,6 +7,7 @@ from ..domain.events import get_event, open_event
 from ..domain.updates import amplify, build_update, retract, store_update, visible_update
 from ..idempotency import fingerprint
 from ..model import UPDATE_KINDS, VISIBILITIES, validate_update
+from ..visibility import location_seen_by
 from .common import JSON, Page, choice_param, ctx_of, json_response, key_from, read_json, viewer_of
 from .spec import PAGING, list_of, op, path, query, ref
 
@@ -14,13 +15,21 @@ routes = web.RouteTableDef()
 
 
 def bbox_filter(request: web.Request):  # type: ignore[no-untyped-def]
+    """A test of an update's place against `bbox`, on the location the caller may see (visibility's rule:
+    the public never matches a box by a location it is not shown)."""
     raw = request.query.get("bbox")
     if not raw:
         return None
     from ..geo import parse_bbox
 
     minlon, minlat, maxlon, maxlat = parse_bbox(raw)
-    return lambda loc: loc is not None and minlon <= loc["lon"] <= maxlon and minlat <= loc["lat"] <= maxlat
+    viewer = viewer_of(request)
+
+    def in_box(doc: dict) -> bool:  # type: ignore[type-arg]
+        loc = location_seen_by("updates", doc, viewer)
+        return loc is not None and minlon <= loc["lon"] <= maxlon and minlat <= loc["lat"] <= maxlat
+
+    return in_box
 
 
 @routes.post("/api/v1/events/{tag}/updates")
@@ -71,7 +80,7 @@ async def list_updates(request: web.Request) -> web.Response:
     def keep(doc: dict) -> bool:  # type: ignore[type-arg]
         return ((kind is None or doc["kind"] == kind)
                 and (visibility is None or doc["visibility"] == visibility)
-                and (in_box is None or in_box(doc["location"])))
+                and (in_box is None or in_box(doc)))
 
     return json_response(page.collect(ctx, "updates", event["tag"], viewer_of(request), keep))
 

@@ -4,6 +4,7 @@ every CAP document, over the running app."""
 from __future__ import annotations
 
 import gzip
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -186,8 +187,11 @@ async def test_alerts_index_lists_public_warnings_and_each_cap_validates(
 ) -> None:
     links = await cap_links(client, event["tag"])
     warning = world["public_warning"]
-    assert [path_of(link) for link in links] == [f"/api/v1/updates/{warning['id']}/cap"]
-    for link in links:
+    # The retracted public warning is listed too, newest first, as its cancellation (see below).
+    cancelled = f"/api/v1/updates/{world['retracted_warning']['id']}/cap"
+    assert [path_of(link) for link in links] == [cancelled, f"/api/v1/updates/{warning['id']}/cap"]
+    assert (await fetch_cap(client, cancelled, cap_schema)).findtext(f"{CAP}msgType") == "Cancel"
+    for link in links[1:]:
         alert = await fetch_cap(client, path_of(link), cap_schema)
         assert alert.findtext(f"{CAP}identifier") == f"fieldcomms-{warning['id']}"
         assert alert.findtext(f"{CAP}scope") == "Public"
@@ -201,7 +205,7 @@ async def test_alerts_index_lists_public_warnings_and_each_cap_validates(
 async def test_cap_of_anything_but_a_public_active_warning_is_404(
     client: TestClient, world: dict[str, Doc], officer_token: str, control_token: str
 ) -> None:
-    for key in ("internal_warning", "public_info", "public_alert", "internal_info", "retracted_warning"):
+    for key in ("internal_warning", "public_info", "public_alert", "internal_info", "retracted_info"):
         for token in (None, officer_token, control_token):
             resp = await client.get(f"/api/v1/updates/{world[key]['id']}/cap", headers=auth(token))
             assert resp.status == 404, (key, token)
@@ -210,18 +214,81 @@ async def test_cap_of_anything_but_a_public_active_warning_is_404(
     assert (await client.get("/api/v1/updates/upd_nosuchthing/cap")).status == 404
 
 
-async def test_retracted_warning_leaves_cap_and_the_alerts_index(
+async def test_retracted_warning_is_cancelled_in_cap_and_the_alerts_index(
     client: TestClient, world: dict[str, Doc], event: Doc, officer_token: str, cap_schema: etree.XMLSchema
 ) -> None:
+    """API.md (*new*): a retracted public warning's CAP URL answers a Cancel referencing the original, and
+    alerts.atom lists the cancellation, so an aggregator that relayed the warning withdraws it."""
     warning = world["public_warning"]
     url = f"/api/v1/updates/{warning['id']}/cap"
-    await fetch_cap(client, url, cap_schema)
+    original = await fetch_cap(client, url, cap_schema)
     index, _ = await fetch(client, f"/events/{event['tag']}/alerts.atom")
     await retract(client, officer_token, warning["id"])
-    assert (await client.get(url)).status == 404
-    assert await cap_links(client, event["tag"]) == []
+
+    for token in (None, officer_token):  # a publication: the same for everyone
+        resp = await client.get(url, headers=auth(token))
+        assert resp.status == 200, await resp.text()
+        assert resp.content_type == "application/cap+xml"
+        body = await resp.read()
+        assert capvalidator.check_schema(body).passed
+        cancel = etree.fromstring(body)
+        assert cap_schema.validate(cancel), cap_schema.error_log
+        assert cancel.findtext(f"{CAP}msgType") == "Cancel"
+        assert cancel.findtext(f"{CAP}references") == ",".join(
+            original.findtext(f"{CAP}{name}") for name in ("sender", "identifier", "sent"))
+        assert cancel.findtext(f"{CAP}identifier") != original.findtext(f"{CAP}identifier")
+        assert cancel.find(f"{CAP}info").findtext(f"{CAP}expires")
+        assert warning["text"].encode() not in body and b"151.21" not in body
+
     after, _ = await fetch(client, f"/events/{event['tag']}/alerts.atom")
     assert after != index  # not served from a stale copy
+    parsed = feedparser.parse(after)
+    assert not parsed.bozo
+    ids = [entry.id for entry in parsed.entries]
+    # Both public warnings retracted (the fixture's and this one) are listed as cancellations, newest first.
+    assert ids == [f"urn:fieldcomms:cap:{warning['id']}:cancel",
+                   f"urn:fieldcomms:cap:{world['retracted_warning']['id']}:cancel"]
+    assert [path_of(link) for link in await cap_links(client, event["tag"])] == [
+        url, f"/api/v1/updates/{world['retracted_warning']['id']}/cap"]
+    assert b"RETRACTED" not in after and warning["text"].encode() not in after
+
+
+async def test_a_retracted_internal_warning_has_nothing_to_cancel(
+    client: TestClient, world: dict[str, Doc], event: Doc, officer_token: str
+) -> None:
+    internal = world["internal_warning"]
+    await retract(client, officer_token, internal["id"])
+    for token in (None, officer_token):
+        resp = await client.get(f"/api/v1/updates/{internal['id']}/cap", headers=auth(token))
+        assert resp.status == 404
+        assert "INTERNAL" not in await resp.text()
+    index, _ = await fetch(client, f"/events/{event['tag']}/alerts.atom")
+    assert internal["id"].encode() not in index and b"INTERNAL" not in index
+
+
+async def test_cap_expires_follows_the_event_end_or_the_setting(
+    aiohttp_client: Any, tmp_path: Path, cap_schema: etree.XMLSchema
+) -> None:
+    from fieldcomms.app import create_app
+    from fieldcomms.config import Settings
+    from tests.conftest import make_user
+
+    client = await aiohttp_client(create_app(Settings(data_dir=str(tmp_path / "d"), demo_admin=False,
+                                                      cap_expires_hours=2.5)))
+    control = await make_user(client.app, "control", "ctl1")
+    officer = await make_user(client.app, "officer", "off1")
+    for tag, ends_at in (("noend", None), ("withend", "2099-01-01T12:00:00Z")):
+        body = {"tag": tag, "title": "Expiry", "status": "live", **({"ends_at": ends_at} if ends_at else {})}
+        resp = await client.post("/api/v1/events", json=body, headers=auth(control))
+        assert resp.status == 201, await resp.text()
+        update = await post(client, officer, tag, kind="warning", visibility="public", text="Crush at the gate.")
+        alert = await fetch_cap(client, f"/api/v1/updates/{update['id']}/cap", cap_schema)
+        sent = datetime.fromisoformat(alert.findtext(f"{CAP}sent"))
+        expires = datetime.fromisoformat(alert.find(f"{CAP}info").findtext(f"{CAP}expires"))
+        if ends_at is None:
+            assert expires - sent == timedelta(hours=2.5)
+        else:
+            assert expires == datetime.fromisoformat(ends_at)
 
 
 async def test_cap_area_draws_public_zones_as_polygons(
