@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fieldcomms.__main__ import _settings, parser
-from fieldcomms.config import Settings, SettingError, default_toml, load_settings
+from fieldcomms.config import SettingError, Settings, default_toml, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TOML = REPO / "config" / "default.toml"

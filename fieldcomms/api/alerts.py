@@ -26,7 +26,8 @@ async def create(request: web.Request) -> web.Response:
         open_event(ctx, event["tag"])  # inside: a retry of an alert sent before the event closed gets its answer
         return await domain.store_alert(ctx, domain.build_alert(ctx, event, viewer, inp), viewer, slot)
 
-    return await idempotent_create(request, viewer.id, fingerprint(event["tag"], body), create_it)
+    return await idempotent_create(request, viewer.id, fingerprint(event["tag"], body), create_it,
+                                   location_of="/api/v1/alerts/{id}")
 
 
 @routes.get("/api/v1/events/{tag}/alerts")

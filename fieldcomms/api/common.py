@@ -42,16 +42,26 @@ def key_from(request: web.Request) -> str | None:
     return key
 
 
+def location(status: int, template: str, created: Any) -> dict[str, str]:
+    """RFC 9110 s15.3.2: a 201 names the resource it made in `Location` (`template` formatted with the
+    created item's fields, e.g. "/api/v1/updates/{id}"); any other answer, a replayed error too, has none."""
+    if status != 201 or not isinstance(created, dict):
+        return {}
+    return {"Location": template.format_map(created)}
+
+
 async def idempotent_create(request: web.Request, caller: str, fp: str,
-                            create: Callable[[Slot | None], Awaitable[Any]], *, content_type: str = JSON) -> web.Response:
+                            create: Callable[[Slot | None], Awaitable[Any]], *, content_type: str = JSON,
+                            location_of: str) -> web.Response:
     """201 with what `create(slot)` stored, once per Idempotency-Key: a repeat gets the first answer (see
-    idempotency.py). `fp` fingerprints the request; `create` passes `slot` on to Store.append."""
+    idempotency.py). `fp` fingerprints the request; `create` passes `slot` on to Store.append. `location_of`
+    is the `Location` template (see `location`), so a replay names the same resource."""
 
     async def run(slot: Slot | None) -> tuple[int, Any]:
         return 201, await create(slot)
 
     status, out = await ctx_of(request).idempotency.run(caller, key_from(request), fp, run)
-    return json_response(out, status=status, content_type=content_type)
+    return json_response(out, status=status, content_type=content_type, headers=location(status, location_of, out))
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

@@ -7,7 +7,7 @@ from aiohttp import web
 from ..auth import require
 from ..domain.events import create_event, get_event, patch_event
 from ..idempotency import Slot, fingerprint
-from .common import ctx_of, json_response, key_from, read_json, viewer_of
+from .common import ctx_of, json_response, key_from, location, read_json, viewer_of
 from .spec import list_of, op, path, ref
 
 routes = web.RouteTableDef()
@@ -25,7 +25,7 @@ async def create(request: web.Request) -> web.Response:
         return 201, ctx.view("events", event, viewer) or {}
 
     status, out = await ctx.idempotency.run(viewer.id, key, fingerprint("events", body), create_it)
-    return json_response(out, status=status)
+    return json_response(out, status=status, headers=location(status, "/api/v1/events/{tag}", out))
 
 
 @routes.get("/api/v1/events")

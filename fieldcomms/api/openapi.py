@@ -6,9 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
+from ..config import Settings
+from ..keys import SETTINGS
 from .common import json_response
 from .schemas import SCHEMAS
-from .spec import op
+from .spec import op, resolve_limits
 
 routes = web.RouteTableDef()
 
@@ -34,20 +36,121 @@ Extensions:
 """
 
 
+# Every operation's operationId (unique: generated clients name their functions after it), kept in one table
+# so that a client author sees the whole API's vocabulary at a glance. An `op(..., operation_id=...)` wins;
+# an operation in neither gets one made from its method and path (`_derived_id`), so none is ever without.
+OPERATION_IDS: dict[tuple[str, str], str] = {
+    ("get", "/api/v1/me"): "getMe",
+    ("post", "/api/v1/users"): "createUser",
+    ("delete", "/api/v1/users/{callsign}"): "revokeUser",
+    ("get", "/api/v1/events"): "listEvents",
+    ("post", "/api/v1/events"): "createEvent",
+    ("get", "/api/v1/events/{tag}"): "getEvent",
+    ("patch", "/api/v1/events/{tag}"): "updateEvent",
+    ("get", "/api/v1/events/{tag}/updates"): "listUpdates",
+    ("post", "/api/v1/events/{tag}/updates"): "createUpdate",
+    ("get", "/api/v1/updates/{id}"): "getUpdate",
+    ("delete", "/api/v1/updates/{id}"): "retractUpdate",
+    ("post", "/api/v1/updates/{id}/amplify"): "amplifyUpdate",
+    ("get", "/api/v1/updates/{id}/cap"): "getUpdateCap",
+    ("post", "/api/v1/photos"): "uploadPhoto",
+    ("get", "/media/{id}"): "getPhotoFile",
+    ("get", "/media/{id}/thumb"): "getPhotoThumbnail",
+    ("get", "/api/v1/events/{tag}/rumours"): "listRumours",
+    ("post", "/api/v1/events/{tag}/rumours"): "createRumour",
+    ("get", "/api/v1/rumours/{id}"): "getRumour",
+    ("patch", "/api/v1/rumours/{id}"): "setRumourStatus",
+    ("post", "/api/v1/rumours/{id}/sightings"): "addSighting",
+    ("post", "/api/v1/rumours/{id}/rebuttals"): "addRebuttal",
+    ("get", "/api/v1/events/{tag}/reports"): "listReports",
+    ("post", "/api/v1/events/{tag}/reports"): "createReport",
+    ("get", "/api/v1/events/{tag}/zones"): "listZones",
+    ("post", "/api/v1/events/{tag}/zones"): "createZone",
+    ("delete", "/api/v1/zones/{id}"): "deleteZone",
+    ("post", "/api/v1/events/{tag}/positions"): "reportPosition",
+    ("get", "/api/v1/events/{tag}/officers"): "listOfficers",
+    ("get", "/api/v1/events/{tag}/officers/nearby"): "listOfficersNearby",
+    ("get", "/api/v1/events/{tag}/alerts"): "listAlerts",
+    ("post", "/api/v1/events/{tag}/alerts"): "createAlert",
+    ("get", "/api/v1/alerts/{id}"): "getAlert",
+    ("post", "/api/v1/alerts/{id}/ack"): "acknowledgeAlert",
+    ("get", "/api/v1/events/{tag}/map"): "getMap",
+    ("get", "/api/v1/events/{tag}/stream"): "streamEvent",
+    ("get", "/events/{tag}"): "eventPage",
+    ("get", "/events/{tag}/rumours"): "rumourBoardPage",
+    ("get", "/control/{tag}"): "controlPage",
+    ("get", "/events/{tag}/feed.atom"): "eventAtomFeed",
+    ("get", "/events/{tag}/alerts.atom"): "alertsAtomFeed",
+    ("get", "/healthz"): "health",
+    ("get", "/metrics"): "metrics",
+    ("get", "/api/v1/openapi.json"): "getOpenApiDocument",
+}
+
+# Tags group operations in documentation and generated clients: by the module that serves them, named here
+# where the module's own name would not say it (any other module is tagged with its last name).
+MODULE_TAGS = {"fieldcomms.ops": "operations", "fieldcomms.api.health": "operations",
+               "fieldcomms.api.openapi": "operations", "fieldcomms.web": "pages", "fieldcomms.abuse": "operations",
+               "fieldcomms.api.positions": "officers", "fieldcomms.api.stream": "map"}
+TAG_DESCRIPTIONS = {
+    "users": "Who may use the API, and their tokens.",
+    "events": "Operations, each named by its hashtag.",
+    "updates": "What officers post from handsets.",
+    "photos": "Photos: intake, and the stripped copies served to whoever may see them.",
+    "rumours": "Rumours, their sightings and their public answers.",
+    "reports": "Reports from the public.",
+    "feeds": "Atom feeds and OASIS CAP 1.2 alerts for the public.",
+    "zones": "Areas and routes agreed for the event.",
+    "officers": "Officers' positions (never public).",
+    "alerts": "Alerts from control to the officers near a place.",
+    "map": "The live map and the live stream.",
+    "pages": "HTML pages for the public and the control room.",
+    "operations": "Health, metrics and this document.",
+}
+
+
+def _derived_id(method: str, path_: str) -> str:
+    """An operationId from method and path (`post_api_v1_push_subscriptions`) for an operation not named yet."""
+    words = [w.strip("{}") for w in path_.replace(".", "_").replace("-", "_").split("/") if w]
+    return "_".join([method, *words])
+
+
+def _limits_text(settings: Settings) -> str:
+    return (
+        "\nLimits of this server (its settings; the schemas below state the same numbers): a JSON body of at most "
+        f"{settings.max_body_bytes} bytes (`max_body_bytes`, 413 beyond); texts of at most "
+        f"{settings.max_text_chars} characters (`max_text_chars`); {settings.max_photos_per_update} photos an "
+        f"update (`max_photos_per_update`); a photo of at most {settings.max_photo_bytes} bytes "
+        f"(`max_photo_bytes`, 413 beyond) and {settings.max_photo_pixels} pixels (`max_photo_pixels`, 422 beyond).\n"
+    )
+
+
 def build_document(app: web.Application) -> dict[str, Any]:
+    """The document for this server, built from its Settings: limits in the schemas are its own."""
     from ..app import load_modules
 
+    settings = app[SETTINGS]
     paths: dict[str, Any] = {}
     for module in load_modules():
+        tag = MODULE_TAGS.get(module.__name__, module.__name__.rsplit(".", 1)[-1])
         for path_, ops in getattr(module, "OPENAPI", {}).items():
-            paths.setdefault(path_, {}).update(ops)
+            for method, operation in ops.items():
+                operation = {**operation}
+                operation.setdefault("tags", [tag])
+                operation.setdefault("operationId",
+                                     OPERATION_IDS.get((method, path_)) or _derived_id(method, path_))
+                paths.setdefault(path_, {})[method] = operation
     for item in paths.values():
         _conditional(item.get("get"))
+    used = sorted({t for item in paths.values() for operation in item.values() for t in operation["tags"]})
     extra = app.get(EXTRA_DESCRIPTION, [])
-    return {
+    document = {
         "openapi": "3.1.0",
-        "info": {"title": "fieldcomms", "version": "1", "description": DESCRIPTION + "".join(extra)},
+        "info": {"title": "fieldcomms", "version": "1",
+                 "description": DESCRIPTION + _limits_text(settings) + "".join(extra),
+                 "license": {"name": "MIT", "identifier": "MIT"}},
         "servers": [{"url": "/"}],
+        "tags": [{"name": t, **({"description": TAG_DESCRIPTIONS[t]} if t in TAG_DESCRIPTIONS else {})}
+                 for t in used],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": SCHEMAS,
@@ -56,6 +159,8 @@ def build_document(app: web.Application) -> dict[str, Any]:
                 "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
         },
     }
+    resolved: dict[str, Any] = resolve_limits(document, settings)
+    return resolved
 
 
 EXTRA_DESCRIPTION = web.AppKey("openapi_extra_description", list)

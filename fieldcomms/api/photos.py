@@ -37,7 +37,7 @@ from ..media import MediaStore, ProcessedPhoto, is_photo_id
 from ..model import now_str
 from ..services import Services
 from ..visibility import Viewer
-from .common import ctx_of, json_response, key_from, parse_json, viewer_of
+from .common import ctx_of, json_response, key_from, location, parse_json, viewer_of
 from .spec import op, path, ref
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ async def upload_photo(request: web.Request) -> web.Response:
         return 201, render_photo(await store_photo(ctx, viewer, upload, slot))
 
     status, out = await ctx.idempotency.run(viewer.id, key, fingerprint("photo", upload.id), create_it)
-    return json_response(out, status=status)
+    return json_response(out, status=status, headers=location(status, "/media/{id}", out))
 
 
 def _read_file(media: MediaStore, photo_id: str, thumb: bool) -> bytes | None:

@@ -16,6 +16,8 @@ from .spec import PAGING, list_of, op, path, query, ref
 
 routes = web.RouteTableDef()
 
+RUMOUR_URL = "/api/v1/rumours/{id}"  # Location of a rumour made or changed by a 201 (sightings, rebuttals)
+
 Doc = dict[str, Any]
 
 
@@ -27,7 +29,8 @@ async def create(request: web.Request) -> web.Response:
     body = await read_json(request)
     inp = domain.validate_rumour_create(body, ctx.settings.max_text_chars)
     return await idempotent_create(request, viewer.id, fingerprint("rumour", event["tag"], body),
-                             lambda slot: domain.create_rumour(ctx, event["tag"], viewer, inp, slot))
+                                   lambda slot: domain.create_rumour(ctx, event["tag"], viewer, inp, slot),
+                                   location_of=RUMOUR_URL)
 
 
 @routes.get("/api/v1/events/{tag}/rumours")
@@ -54,7 +57,8 @@ async def add_sighting(request: web.Request) -> web.Response:
     body = await read_json(request)
     inp = domain.validate_sighting(body, ctx.settings.max_text_chars)
     return await idempotent_create(request, viewer.id, fingerprint("sighting", rumour_id, body),
-                             lambda slot: domain.add_sighting(ctx, rumour_id, viewer, inp, slot))
+                                   lambda slot: domain.add_sighting(ctx, rumour_id, viewer, inp, slot),
+                                   location_of=RUMOUR_URL)
 
 
 @routes.post("/api/v1/rumours/{id}/rebuttals")
@@ -66,7 +70,8 @@ async def add_rebuttal(request: web.Request) -> web.Response:
     settings = ctx.settings
     inp = domain.validate_rebuttal(body, settings.max_text_chars, settings.max_photos_per_update)
     return await idempotent_create(request, viewer.id, fingerprint("rebuttal", rumour_id, body),
-                             lambda slot: domain.add_rebuttal(ctx, rumour_id, viewer, inp, slot))
+                                   lambda slot: domain.add_rebuttal(ctx, rumour_id, viewer, inp, slot),
+                                   location_of=RUMOUR_URL)
 
 
 @routes.patch("/api/v1/rumours/{id}")

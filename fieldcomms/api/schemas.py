@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..domain.rumours import CONTACT_MAX_CHARS, URL_MAX_CHARS
+from ..rumours.lifecycle import CLAIM_MAX_CHARS
+from .spec import PHOTOS_LIMIT, TEXT_LIMIT
+
 TIME = {"type": "string", "format": "date-time"}
 NTIME = {"type": ["string", "null"], "format": "date-time"}
 WHO = {"type": "object", "required": ["id", "callsign"],
@@ -57,11 +61,11 @@ SCHEMAS: dict[str, Any] = {
         "taken_at": {**NTIME, "description": "EXIF DateTimeOriginal, in UTC"},
         "location": {**NLOCATION_OUT, "description": "EXIF GPS position (source: exif), or null"}}},
     "UpdateCreate": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
         "location": {"$ref": "#/components/schemas/LocationIn"},
         "visibility": {"enum": ["internal", "public"], "default": "internal"},
         "kind": {"enum": ["info", "warning", "alert"], "default": "info"},
-        "photos": {"type": "array", "maxItems": 4, "items": {"type": "string"}},
+        "photos": {"type": "array", "maxItems": PHOTOS_LIMIT, "items": {"type": "string"}},
         "captured_at": TIME, "reply_to": {"type": "string"}}},
     "Update": {"type": "object", "required": [
         "id", "seq", "event", "author", "text", "hashtags", "location", "visibility", "kind", "status", "photos",
@@ -75,18 +79,18 @@ SCHEMAS: dict[str, Any] = {
         "reply_to": {"type": ["string", "null"]}, "amplified_by": {"type": "array", "items": WHO},
         "captured_at": TIME, "received_at": TIME}},
     "RumourCreate": {"type": "object", "required": ["claim"], "additionalProperties": False, "properties": {
-        "claim": {"type": "string", "minLength": 1, "maxLength": 500},
+        "claim": {"type": "string", "minLength": 1, "maxLength": CLAIM_MAX_CHARS},
         "location": {"$ref": "#/components/schemas/LocationIn"},
         "source": {"type": "object", "additionalProperties": False, "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 2000},
-            "url": {"type": "string", "format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+            "text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
+            "url": {"type": "string", "format": "uri", "maxLength": URL_MAX_CHARS, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
             "seen_at": TIME, "location": {"$ref": "#/components/schemas/LocationIn"}}}}},
     "Sighting": {"oneOf": [
         {"type": "object", "required": ["report_id"], "additionalProperties": False,
          "properties": {"report_id": {"type": "string", "minLength": 1, "maxLength": 128}}},
         {"type": "object", "additionalProperties": False, "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 2000},
-            "url": {"type": "string", "format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+            "text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
+            "url": {"type": "string", "format": "uri", "maxLength": URL_MAX_CHARS, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
             "location": {"$ref": "#/components/schemas/LocationIn"}, "seen_at": TIME}}]},
     "Rebuttal": {"oneOf": [
         {"type": "object", "required": ["verdict", "update_id"], "additionalProperties": False, "properties": {
@@ -94,9 +98,9 @@ SCHEMAS: dict[str, Any] = {
             "update_id": {"type": "string", "minLength": 1, "maxLength": 128}}},
         {"type": "object", "required": ["verdict", "text"], "additionalProperties": False, "properties": {
             "verdict": {"enum": ["false", "misleading", "true", "unproven"]},
-            "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
             "location": {"$ref": "#/components/schemas/LocationIn"},
-            "photos": {"type": "array", "maxItems": 4, "items": {"type": "string"}}}}]},
+            "photos": {"type": "array", "maxItems": PHOTOS_LIMIT, "items": {"type": "string"}}}}]},
     "Rumour": {"type": "object", "required": [
         "id", "seq", "event", "claim", "status", "first_seen_at", "last_seen_at", "sightings",
         "sightings_last_hour", "urgency", "rebuttals", "history"],
@@ -119,9 +123,9 @@ SCHEMAS: dict[str, Any] = {
         "history": {"type": "array", "items": {"type": "object", "required": ["at", "status"], "properties": {
             "at": TIME, "status": {"type": "string"}, "by": WHO}}}}},
     "ReportCreate": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
         "location": {"$ref": "#/components/schemas/LocationIn"},
-        "contact": {"type": "string", "maxLength": 200}}},
+        "contact": {"type": "string", "maxLength": CONTACT_MAX_CHARS}}},
     "Report": {"type": "object", "required": ["id", "seq", "event", "text", "location", "received_at",
                                               "counted_for", "matches"],
                "description": "`contact` is present for control only.", "properties": {
@@ -175,7 +179,7 @@ SCHEMAS.update({
     "NearbyOfficer": {"type": "object", "required": ["officer", "location", "at", "distance_m"], "properties": {
         "officer": WHO, "location": LOCATION_OUT, "at": TIME, "distance_m": {"type": "number", "minimum": 0}}},
     "AlertCreate": {"type": "object", "required": ["text", "location", "radius_m"], "additionalProperties": False,
-                    "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 2000},
+                    "properties": {"text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
                                    "location": {"$ref": "#/components/schemas/LocationIn"},
                                    "radius_m": {"type": "number", "exclusiveMinimum": 0, "maximum": 50000}}},
     "Alert": {"type": "object", "required": ["id", "recipients"],

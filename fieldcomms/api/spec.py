@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 ERRORS = {"400": PROBLEM, "401": PROBLEM, "403": PROBLEM, "404": PROBLEM, "405": PROBLEM, "409": PROBLEM,
           "413": PROBLEM, "415": PROBLEM, "422": PROBLEM, "429": PROBLEM, "500": PROBLEM}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A number in a schema that is a setting (`maxLength: Limit("max_text_chars")`): the served document is
+    built from the running server's Settings (`resolve_limits`), so it states the limits the server enforces
+    and they are written once, in config.py."""
+
+    setting: str
+
+
+def resolve_limits(node: Any, settings: Any) -> Any:
+    """`node` with every `Limit` replaced by its setting's value (a copy; the module-level dicts are shared)."""
+    if isinstance(node, Limit):
+        return getattr(settings, node.setting)
+    if isinstance(node, dict):
+        return {key: resolve_limits(value, settings) for key, value in node.items()}
+    if isinstance(node, list):
+        return [resolve_limits(value, settings) for value in node]
+    return node
+
+
+TEXT_LIMIT = Limit("max_text_chars")
+PHOTOS_LIMIT = Limit("max_photos_per_update")
 
 
 def ref(name: str) -> dict[str, str]:
@@ -25,6 +50,12 @@ IDEMPOTENCY_HEADER = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[\\x20-\\x7e]+$"},
     "description": "A retry with the same key by the same caller returns the first response and creates nothing.",
+}
+
+LOCATION_HEADER = {
+    "description": "The URL of what was made (RFC 9110 s15.3.2), relative to the server; a replay of the same "
+                   "`Idempotency-Key` names the same one. A sighting or a rebuttal names the rumour it changed.",
+    "schema": {"type": "string", "format": "uri-reference"},
 }
 
 PAGING = [
@@ -46,7 +77,11 @@ def op(
     content_type: str = "application/json",
     idempotent: bool = False,
     request_content: dict[str, Any] | None = None,
+    operation_id: str | None = None,
+    tags: list[str] | None = None,
 ) -> dict[str, Any]:
+    """One operation. `operation_id` and `tags` may be given here; otherwise the document takes them from
+    `openapi.OPERATION_IDS` and the module's tag (every operation gets both, see `openapi.build_document`)."""
     who = f"Needs the `{role}` role." if role else "Open to the public (a token shows more)."
     operation: dict[str, Any] = {
         "summary": summary,
@@ -67,6 +102,12 @@ def op(
             "description": "OK",
             "content": {content_type: {"schema": schema or {}}},
         }
+        if ok == "201":
+            operation["responses"][ok]["headers"] = {"Location": LOCATION_HEADER}
+    if operation_id is not None:
+        operation["operationId"] = operation_id
+    if tags is not None:
+        operation["tags"] = list(tags)
     if request_content is not None:
         operation["requestBody"] = {"required": True, "content": request_content}
     elif body is not None:

@@ -8,8 +8,8 @@ from ..domain.updates import amplify, build_update, retract, store_update, visib
 from ..idempotency import fingerprint
 from ..model import UPDATE_KINDS, VISIBILITIES, validate_update
 from ..visibility import location_seen_by
-from .common import JSON, Page, choice_param, ctx_of, json_response, key_from, read_json, viewer_of
-from .spec import PAGING, list_of, op, path, query, ref
+from .common import JSON, Page, choice_param, ctx_of, json_response, key_from, location, read_json, viewer_of
+from .spec import PAGING, PHOTOS_LIMIT, list_of, op, path, query, ref
 
 routes = web.RouteTableDef()
 
@@ -65,7 +65,7 @@ async def create(request: web.Request) -> web.Response:
         return 201, await store_update(ctx, doc, viewer, slot)
 
     status, out = await ctx.idempotency.run(viewer.id, key, fp, create_it)
-    return json_response(out, status=status)
+    return json_response(out, status=status, headers=location(status, "/api/v1/updates/{id}", out))
 
 
 @routes.get("/api/v1/events/{tag}/updates")
@@ -109,7 +109,7 @@ async def retract_update(request: web.Request) -> web.Response:
 MULTIPART = {"multipart/form-data": {"schema": {
     "type": "object", "required": ["update"],
     "properties": {"update": ref("UpdateCreate"),
-                   "photo": {"type": "array", "maxItems": 4, "items": {"type": "string", "format": "binary"}}}}}}
+                   "photo": {"type": "array", "maxItems": PHOTOS_LIMIT, "items": {"type": "string", "format": "binary"}}}}}}
 
 OPENAPI = {
     "/api/v1/events/{tag}/updates": {

@@ -8,7 +8,7 @@ from ..auth import make_user, require
 from ..errors import Conflict, NotFound
 from ..idempotency import Slot, fingerprint
 from ..model import validate_user
-from .common import ctx_of, json_response, key_from, read_json
+from .common import ctx_of, json_response, key_from, location, read_json
 from .spec import op, path, ref
 
 routes = web.RouteTableDef()
@@ -41,7 +41,7 @@ async def create(request: web.Request) -> web.Response:
         return 201, public(stored) | {"token": token}
 
     status, out = await ctx.idempotency.run(admin.id, key_from(request), fingerprint(body), create_it)
-    return json_response(out, status=status)
+    return json_response(out, status=status, headers=location(status, "/api/v1/users/{callsign}", out))
 
 
 @routes.delete("/api/v1/users/{callsign}")

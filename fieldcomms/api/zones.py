@@ -25,7 +25,8 @@ async def create(request: web.Request) -> web.Response:
     doc = domain.build_zone(event, body)
 
     return await idempotent_create(request, viewer.id, fingerprint(event["tag"], body),
-                                   lambda slot: domain.store_zone(ctx, doc, viewer, slot), content_type=GEOJSON)
+                                   lambda slot: domain.store_zone(ctx, doc, viewer, slot), content_type=GEOJSON,
+                                   location_of="/api/v1/zones/{id}")
 
 
 @routes.get("/api/v1/events/{tag}/zones")
