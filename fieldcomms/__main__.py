@@ -1,4 +1,4 @@
-"""Command line: fieldcomms serve | user add | user revoke | demo | check."""
+"""Command line: fieldcomms serve | user add | user revoke | demo | check; fieldcomms --version."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import __version__
 from .auth import make_user
 from .config import Settings, load_settings
 from .errors import DataDirLocked
@@ -165,6 +166,7 @@ def check(settings: Settings) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fieldcomms", description=__doc__)
+    p.add_argument("--version", action="version", version=f"fieldcomms {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -189,8 +191,11 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="verify a data directory (journal checksums, snapshot, media files)")
     common(c)
-    d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens")
+    d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens "
+                       "and the URLs to open once `fieldcomms serve` runs with the same settings")
     common(d)
+    d.add_argument("--host", help="the address `serve` will listen on, for the URLs printed (FIELDCOMMS_HOST)")
+    d.add_argument("--port", type=int, help="the port `serve` will listen on, for the URLs printed (FIELDCOMMS_PORT)")
     return p
 
 
@@ -207,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run as run_demo
 
-        return asyncio.run(run_demo(_settings(args)))
+        return asyncio.run(run_demo(_settings(args, host=args.host, port=args.port)))
     return 2
 
 

@@ -356,6 +356,17 @@ async def load(ctx: Services) -> Loaded:
     return Loaded(tokens, counts)
 
 
+def _urls(settings: Settings) -> str:
+    """Where to look once the server runs: on the host and port of these settings (--port, FIELDCOMMS_PORT or
+    the config file, as `serve` takes them), or `base_url` when one is set."""
+    base = settings.public_base_url
+    serve = "fieldcomms serve" + (f" --port {settings.port}" if settings.port != Settings().port else "")
+    return (f"Start the server (`{serve} --data-dir {settings.data_path}`), then open:\n"
+            f"  public page:  {base}/events/{TAG}\n  rumour board: {base}/events/{TAG}/rumours\n"
+            f"  control room: {base}/control/{TAG}\n  Atom feed:    {base}/events/{TAG}/feed.atom\n"
+            f"  API document: {base}/api/v1/openapi.json")
+
+
 async def run(settings: Settings) -> int:
     """The `fieldcomms demo` command; returns the exit status."""
     store = Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
@@ -370,6 +381,7 @@ async def run(settings: Settings) -> int:
         if store.get("events", TAG) is not None:
             print(f"The demo event #{TAG} is already in {settings.data_path}; nothing changed. Its tokens were "
                   "printed when it was loaded; make new users with `fieldcomms user add`.")
+            print(_urls(settings))
             return 0
         try:
             loaded = await load(ctx)
@@ -378,11 +390,9 @@ async def run(settings: Settings) -> int:
             return 1
     finally:
         await store.close()
-    base = settings.public_base_url
     summary = ", ".join(f"{n} {what if n != 1 else what[:-1]}" for what, n in loaded.counts.items())
     print(f"Loaded the demo event #{TAG} ({EVENT['title']}) into {settings.data_path}: {summary}.")
-    print(f"  public page:  {base}/events/{TAG}\n  control room: {base}/control/{TAG}\n"
-          f"  Atom feed:    {base}/events/{TAG}/feed.atom")
+    print(_urls(settings))
     print("Tokens, shown once (the control room's last):")
     for role, callsign, name, token in loaded.tokens[:-1]:
         print(f"  {role:8} {callsign:10} {name:28} {token}")

@@ -100,12 +100,10 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
             viewer = request.get(VIEWER)
             # Never the Authorization header, the query string's values or any body: tokens and report
             # contacts must not reach the logs.
-            access_log.info(orjson.dumps({
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "method": request.method,
-                "route": route, "path": request.path, "status": status, "ms": round(elapsed * 1000, 2),
-                "callsign": viewer.callsign if viewer is not None else None,
-                "remote": request.remote,
-            }).decode())
+            fields = {"method": request.method, "route": route, "path": request.path, "status": status,
+                      "ms": round(elapsed * 1000, 2), "callsign": viewer.callsign if viewer is not None else None,
+                      "remote": request.remote}
+            access_log.info("%s %s %s", request.method, request.path, status, extra={JSON_FIELDS: fields})
 
 
 @routes.get("/metrics")
@@ -122,14 +120,42 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 
 
+JSON_FIELDS = "json_fields"  # a log record attribute: fields a line carries beside its message
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for every log: `{"ts", "level", "logger", "msg"}`, then the record's own
+    fields (the access log's method, route, status...), then `exc` with the traceback of a logged exception.
+    A log collector reads every line the same way, and a message can never break the line (JSON escapes it)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
+        }
+        line.update(getattr(record, JSON_FIELDS, None) or {})
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return orjson.dumps(line, default=str).decode()
+
+
 def configure_logging(level: str) -> None:
-    """Human-readable lines for the server's own messages; the access log is one JSON object per line."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Every log (the server's own messages, aiohttp's, Python warnings and the access log) to standard
+    error as one JSON object per line (`JsonFormatter`). Standard output keeps the start-up banner for
+    whoever started the server (its URLs, the first admin's token)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access_log.addHandler(handler)
-    access_log.propagate = False
-    access_log.setLevel(level)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.captureWarnings(True)
+    access_log.setLevel(level.upper())
 
 
 def install(app: web.Application) -> None:

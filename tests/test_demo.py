@@ -277,3 +277,32 @@ async def test_a_callsign_taken_by_a_real_user_is_refused(tmp_path: Path) -> Non
         assert [u["name"] for u in store.all("users")] == ["PC Real Person"]
     finally:
         await store.close()
+
+
+def test_the_demo_prints_the_urls_of_the_port_serve_will_use(demo_dir: tuple[Path, str], tmp_path: Path) -> None:
+    """`fieldcomms demo` names the pages on the port `serve` will listen on with the same settings: the
+    command line's --port, else FIELDCOMMS_PORT, else the config file, else 8080 (issue 15)."""
+    data_dir, first = demo_dir
+    assert f"http://127.0.0.1:8080/events/{TAG}" in first and f"http://127.0.0.1:8080/control/{TAG}" in first
+    config = tmp_path / "fieldcomms.toml"
+    config.write_text("port = 9125\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FIELDCOMMS_")}
+    for args, env, port in ((["--port", "9123"], {}, 9123), ([], {"FIELDCOMMS_PORT": "9124"}, 9124),
+                            (["--config", str(config)], {}, 9125),
+                            (["--config", str(config), "--port", "9126"], {"FIELDCOMMS_PORT": "9124"}, 9126)):
+        done = subprocess.run([sys.executable, "-m", "fieldcomms", "demo", "--data-dir", str(data_dir), *args],
+                              capture_output=True, text=True, timeout=120, cwd=REPO, env={**clean, **env})
+        assert done.returncode == 0, done.stderr
+        for page in (f"/events/{TAG}", f"/events/{TAG}/rumours", f"/control/{TAG}", "/api/v1/openapi.json"):
+            assert f"http://127.0.0.1:{port}{page}" in done.stdout, (args, env, done.stdout)
+        assert ":8080" not in done.stdout
+        assert f"--port {port}" in done.stdout  # and how to start the server there
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    done = subprocess.run([sys.executable, "-m", "fieldcomms", "--version"], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"fieldcomms {version('fieldcomms')}"

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
+from fieldcomms.ops import JsonFormatter
 from tests.conftest import auth
+from tests.procs import free_port, stop
 
 
 async def test_metrics_need_admin(client, admin_token, officer_token, control_token):
@@ -58,13 +68,60 @@ async def test_access_log_is_json_without_secrets(client, officer_token, event, 
     r = await client.post(f"/api/v1/events/{event['tag']}/updates?x=1", json={"text": "logged"},
                           headers=auth(officer_token))
     assert r.status == 201
-    lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "fieldcomms.access"]
+    formatter = JsonFormatter()
+    lines = [json.loads(formatter.format(rec)) for rec in caplog.records if rec.name == "fieldcomms.access"]
     post = [line for line in lines if line["method"] == "POST" and line["status"] == 201][-1]
     assert post["callsign"] == "officer1"
     assert post["route"] == "/api/v1/events/{tag}/updates"
     assert post["path"] == f"/api/v1/events/{event['tag']}/updates"
-    assert officer_token not in caplog.text
+    assert officer_token not in caplog.text and all(officer_token not in json.dumps(line) for line in lines)
     assert "logged" not in caplog.text  # no bodies
+    assert {"ts", "level", "logger", "msg"} <= set(post) and post["level"] == "INFO"
+
+
+def test_every_log_line_of_a_running_server_is_one_json_object(tmp_path: Path) -> None:
+    """The server's own logs, aiohttp's and the access log share one format on standard error: one JSON
+    object per line with ts, level, logger and msg. DEBUG brings asyncio's and the server's own lines."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FIELDCOMMS_")},
+           "FIELDCOMMS_LOG_LEVEL": "debug", "FIELDCOMMS_DEMO_ADMIN": "false"}
+    err_path = tmp_path / "stderr"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "fieldcomms", "serve", "--port", str(port),
+                                 "--data-dir", str(tmp_path / "data")], env=env, stdout=subprocess.DEVNULL,
+                                stderr=err)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, err_path.read_text()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as resp:
+                        assert resp.status == 200
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, err_path.read_text()
+                    time.sleep(0.1)
+            with contextlib.suppress(urllib.error.HTTPError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/no/such/page%0Aforged-line")
+            # A malformed request, which aiohttp's own protocol code logs.
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+                sock.recv(4096)
+        finally:
+            stop(proc)
+    lines = err_path.read_text().splitlines()
+    assert lines, "nothing was logged"
+    records = []
+    for line in lines:
+        record = json.loads(line)  # every line, without exception
+        assert isinstance(record, dict) and {"ts", "level", "logger", "msg"} <= set(record), line
+        assert record["ts"].endswith("Z")
+        records.append(record)
+    loggers = {r["logger"] for r in records}
+    assert "fieldcomms.access" in loggers and loggers - {"fieldcomms.access"}, loggers
+    access = [r for r in records if r["logger"] == "fieldcomms.access"]
+    assert {(r["path"], r["status"]) for r in access} >= {("/healthz", 200)}
+    assert any(r["status"] == 404 for r in access)
 
 
 async def test_metrics_count_open_stream_subscribers(client, admin_token, event):

@@ -33,6 +33,11 @@ Extensions:
 - The map's FeatureCollection carries `last_seq`; naming the `officers` layer without the control role is 401/403.
 - `GET /metrics` (Prometheus) for admins, or for the addresses in `metrics_allow`.
 - A query parameter given with an empty value (`?since=`) counts as absent, as HTML forms send them.
+- Every `201` carries `Location`, the URL of what was made (a sighting or a rebuttal: the rumour it changed).
+- Answers that may be compressed carry `Vary: Accept-Encoding` (with or without compression, and on 304s);
+  `Accept-Encoding` q-values are honoured: `gzip;q=0` gets no gzip.
+- Every operation has a unique `operationId` and `tags`, so generated clients have stable names; the limits in
+  the schemas are this server's settings.
 """
 
 

@@ -117,13 +117,18 @@ OPENAPI = {
                    schema=ref("Update"), params=[path("tag")], idempotent=True,
                    request_content={JSON: {"schema": ref("UpdateCreate")}, **MULTIPART},
                    description="`visibility` defaults to `internal`. Without `location`, the first photo with "
-                               "EXIF GPS gives it (`source: exif`). 409 if the event is closed."),
+                               "EXIF GPS gives it (`source: exif`): that location is shown to officers and "
+                               "control only; the public view of the update has `location: null` and no "
+                               "`zones`, and it is on no public map, page, feed or stream, and matches no "
+                               "public `bbox` (the officer never chose to publish where the camera was). "
+                               "409 if the event is closed."),
         "get": op("List updates.", schema=list_of(ref("Update")), params=[
             path("tag"), *PAGING,
             query("bbox", {"type": "string"}, "minlon,minlat,maxlon,maxlat"),
             query("kind", {"type": "string", "enum": list(UPDATE_KINDS)}),
             query("visibility", {"type": "string", "enum": list(VISIBILITIES)}),
-        ], description="The public sees `public`, `active` updates only."),
+        ], description="The public sees `public`, `active` updates only. `bbox` tests the location the caller "
+                       "may see: for the public, an update placed by its photo's EXIF matches no box."),
     },
     "/api/v1/updates/{id}": {
         "get": op("One update.", schema=ref("Update"), params=[path("id")]),
