@@ -360,7 +360,9 @@ def _urls(settings: Settings) -> str:
     """Where to look once the server runs: on the host and port of these settings (--port, FIELDCOMMS_PORT or
     the config file, as `serve` takes them), or `base_url` when one is set."""
     base = settings.public_base_url
-    serve = "fieldcomms serve" + (f" --port {settings.port}" if settings.port != Settings().port else "")
+    default = Settings()
+    serve = ("fieldcomms serve" + (f" --host {settings.host}" if settings.host != default.host else "")
+             + (f" --port {settings.port}" if settings.port != default.port else ""))
     return (f"Start the server (`{serve} --data-dir {settings.data_path}`), then open:\n"
             f"  public page:  {base}/events/{TAG}\n  rumour board: {base}/events/{TAG}/rumours\n"
             f"  control room: {base}/control/{TAG}\n  Atom feed:    {base}/events/{TAG}/feed.atom\n"
