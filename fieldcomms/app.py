@@ -45,6 +45,7 @@ API_MODULES = [
     "fieldcomms.api.zones",
     "fieldcomms.api.positions",
     "fieldcomms.api.alerts",
+    "fieldcomms.api.push",
     "fieldcomms.api.map",
     "fieldcomms.api.stream",
     "fieldcomms.api.openapi",

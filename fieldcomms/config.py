@@ -84,6 +84,14 @@ def _addresses(value: list[str]) -> str | None:
     return None
 
 
+def _push_contact(value: str) -> str | None:
+    # RFC 8292 s2.1: `sub` is a mailto: or https: URI at which the push service can reach the sender.
+    if value.startswith("mailto:") and "@" in value and not any(c.isspace() for c in value):
+        return None
+    parts = urlsplit(value)
+    return None if parts.scheme == "https" and parts.netloc else "must be a mailto: or https:// URL (RFC 8292)"
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -143,6 +151,14 @@ class Settings:
         between(0, 3600))
     metrics_allow: list[str] = setting([], "Addresses that may read /metrics without a token (else admin only).",
                                         _addresses)
+    push_contact: str = setting(
+        "mailto:fieldcomms@example.invalid", "VAPID `sub` claim sent with every Web Push: a mailto: or https: URL "
+        "at which the push services can reach the operator of this deployment.", _push_contact)
+    push_allow_insecure_endpoints: bool = setting(
+        False, "Accept push endpoints that are not https:// on a public address (loopback, private networks); "
+        "for tests only: otherwise the server could be used to reach internal hosts.")
+    push_concurrency: int = setting(32, "Pushes in flight at once (the sending pool's bound).", between(1, 1000))
+    push_timeout_s: float = setting(10.0, "Seconds a push service has to answer one push.", between(0.1, 300))
     log_level: str = setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.", _log_level)
     demo_admin: bool = setting(True, "On an empty data directory, create an admin and print its token.")
 

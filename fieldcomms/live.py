@@ -40,6 +40,7 @@ import orjson
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
+from .domain.alerts import overdue_event
 from .domain.positions import position_out
 from .domain.zones import zone_feature
 from .errors import ServiceUnavailable
@@ -228,12 +229,15 @@ class Broker:
         key = audience_key(change.coll, change.data, viewer)
         frame = entry.frames.get(key)
         if frame is None:
-            seen = stream_view(change.coll, change.data, viewer, self.ctx)
-            frame = b"" if seen is None else sse_frame(change.type, change.seq, self._render(change.coll, seen))
+            seen = stream_view(change.coll, change.data, viewer, self.ctx, change.type)
+            frame = b"" if seen is None else sse_frame(change.type, change.seq, self._render(change, seen))
             entry.frames[key] = frame
         return frame
 
-    def _render(self, coll: str, seen: Item) -> Item:
+    def _render(self, change: Change, seen: Item) -> Item:
+        coll = change.coll
+        if change.type == "alert-overdue":
+            return overdue_event(change.data, change.seq)  # who this report is about, not the whole alert
         if coll == "zones" and not seen.get("deleted"):
             return zone_feature(seen)
         if coll == "positions":

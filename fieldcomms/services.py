@@ -20,13 +20,17 @@ from .abuse import AuthFailureLimiter
 from .config import Settings
 from .domain import map as map_domain
 from .domain import rumours as rumours_domain
+from .domain.alertbook import AlertBook
+from .domain.escalation import Escalation
 from .domain.positions import Positions
+from .domain.subscriptions import Subscriptions
 from .domain.zones import Zones
 from .feeds import FeedCache
 from .idempotency import Idempotency
 from .live import Broker, raise_open_files_limit
 from .media import MediaStore
 from .photo_pool import PhotoWorkers
+from .push.service import PushService
 from .ratelimit import TokenBucketLimiter
 from .rumours.matching import DEFAULT_THRESHOLD, Matcher
 from .store import Store
@@ -70,6 +74,11 @@ class Services:
             raise ValueError(f"report_rate_per_minute and report_burst must be positive: {exc}") from None
         self.auth_limiter = AuthFailureLimiter(settings.auth_failures_per_minute, settings.trusted_proxies)
         self.broker = Broker(self)
+        # Alerts that stay live on their area, escalation of unacknowledged ones, and Web Push to handsets.
+        self.alert_book = AlertBook(store)
+        self.subscriptions = Subscriptions(store)
+        self.push = PushService(settings, store, self.subscriptions)  # its thread starts with start()
+        self.escalation = Escalation(self)
         # Run after an update is retracted: a rumour answered by it loses that answer.
         self.after_retract: list[RetractHook] = [
             lambda update, by: rumours_domain.unlink_retracted(self, update, by)]
@@ -82,6 +91,8 @@ class Services:
         await self.store.open()
         raise_open_files_limit()
         self.broker.start()
+        await self.push.start()  # after the store: its key lives in the (now locked) data directory
+        self.escalation.start()  # after the broker: overdue reports made at once on a restart reach the stream
         # The map's indexes fill in the background once the store is open (a million points take seconds).
         self._fill = asyncio.get_running_loop().create_task(self.map.fill())
 
@@ -90,6 +101,8 @@ class Services:
         await self.broker.shutdown()
 
     async def stop(self) -> None:
+        await self.escalation.stop()
+        await self.push.stop()
         await self.broker.stop()
         if self._fill is not None:
             self._fill.cancel()

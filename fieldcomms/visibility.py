@@ -159,8 +159,23 @@ def _alert(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     if _is_control(viewer):
         return _clean(item)
     if any(r["id"] == viewer.id for r in item.get("recipients", ())):
-        return _clean(item, ("acks",))
+        out = _clean(item, ("acks",))
+        # A recipient sees who else was alerted, but not who answered or was reported overdue: that is for
+        # control. Their own entry keeps their `acked_at`, so a handset can tell it has acknowledged.
+        out["recipients"] = [{k: v for k, v in r.items() if k not in _CONTROL_ONLY_RECIPIENT
+                              and (k != "acked_at" or r["id"] == viewer.id)} for r in item["recipients"]]
+        return out
     return None
+
+
+_CONTROL_ONLY_RECIPIENT = frozenset({"overdue", "overdue_at"})
+
+
+def _push_subscription(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    # Its owner's alone; the keys stay on the server (the handset has them), as does an ended one.
+    if viewer is None or item.get("ended") or item["officer"]["id"] != viewer.id:
+        return None
+    return {k: item[k] for k in ("id", "endpoint", "created_at") if k in item}
 
 
 def _user(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
@@ -187,6 +202,7 @@ RULES: dict[str, Callable[[Item, Viewer | None, Lookup], Item | None]] = {
     "positions": _position,
     "alerts": _alert,
     "users": _user,
+    "push_subscriptions": _push_subscription,
 }
 
 
@@ -199,12 +215,15 @@ def view(coll: str, item: Item | None, viewer: Viewer | None, lookup: Lookup = N
 
 # ---- the live stream ------------------------------------------------------------------------------
 
-# Stream-only narrowing on top of view(): positions go to the control room's map, not to every handset.
+# Stream-only narrowing on top of view(): positions go to the control room's map, not to every handset;
+# an `alert-overdue` report is for control, whoever else may see the alert.
 STREAM_MIN_ROLE = {"positions": "control"}
+STREAM_TYPE_MIN_ROLE = {"alert-overdue": "control"}
 
 
-def stream_view(coll: str, item: Item, viewer: Viewer | None, lookup: Lookup = NO_RESOLVER) -> Item | None:
-    min_role = STREAM_MIN_ROLE.get(coll)
+def stream_view(coll: str, item: Item, viewer: Viewer | None, lookup: Lookup = NO_RESOLVER,
+                change_type: str = "") -> Item | None:
+    min_role = STREAM_MIN_ROLE.get(coll) or STREAM_TYPE_MIN_ROLE.get(change_type)
     if min_role is not None and (viewer is None or not viewer.at_least(min_role)):
         return None
     seen = view(coll, item, viewer, lookup)

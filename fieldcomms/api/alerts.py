@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth import require
-from ..domain import positions as domain
+from ..domain import alerts as domain
 from ..domain.events import get_event, open_event
 from ..idempotency import Slot, fingerprint
 from .common import Page, ctx_of, idempotent_create, json_response, read_json

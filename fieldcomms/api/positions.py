@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth import require
+from ..domain import alerts
 from ..domain import positions as domain
 from ..domain.events import get_event, open_event
 from .common import ctx_of, float_param, json_response, read_json
@@ -19,7 +20,8 @@ async def report(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     event = open_event(ctx, request.match_info["tag"])
     inp = domain.validate_position(await read_json(request))
-    await domain.record_position(ctx, event, viewer, inp)
+    moved = await domain.record_position(ctx, event, viewer, inp)
+    await alerts.position_reported(ctx, moved)  # into a live alert's area: the officer becomes a recipient
     return web.Response(status=204)
 
 

@@ -158,6 +158,20 @@ _POINT_GEOMETRY = {"type": "object", "required": ["type", "coordinates"], "prope
 _TRACK_POINT = {"type": "object", "required": ["lat", "lon", "at"], "properties": {
     "lat": {"type": "number"}, "lon": {"type": "number"}, "accuracy_m": {"type": "number"}, "at": TIME}}
 
+_ACTIVE = ("Minutes the alert stays live on its area (0 to 1440, default 0): meanwhile an officer whose newly "
+           "reported fresh position lies inside the circle, and who is not a recipient yet, becomes one at once "
+           "(the stream and a push bring them the alert; their recipient entry carries `added_at`).")
+_ACK_WITHIN = ("Seconds a recipient has to acknowledge (30 to 3600, optional): one who has not acknowledged that "
+               "long after becoming a recipient is reported to control once, as the stream's `alert-overdue`, "
+               "and marked `overdue: true`.")
+_RECIPIENT = {"type": "object", "required": ["id", "callsign"], "properties": {
+    "id": {"type": "string"}, "callsign": {"type": "string"},
+    "added_at": {**TIME, "description": "Joined the live alert after it was sent (walked into its area)."},
+    "acked_at": {**TIME, "description": "Acknowledged then (control, and the recipient themself, see it)."},
+    "overdue": {"type": "boolean", "description": "Not acknowledged within `ack_within_s`: reported to control "
+                                                  "(control only)."},
+    "overdue_at": {**TIME, "description": "When it was reported (control only)."}}}
+
 SCHEMAS.update({
     "ZoneCreate": {"type": "object", "required": ["type", "geometry", "properties"], "properties": {
         "type": {"const": "Feature"}, "geometry": _GEOMETRY,
@@ -181,14 +195,34 @@ SCHEMAS.update({
     "AlertCreate": {"type": "object", "required": ["text", "location", "radius_m"], "additionalProperties": False,
                     "properties": {"text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
                                    "location": {"$ref": "#/components/schemas/LocationIn"},
-                                   "radius_m": {"type": "number", "exclusiveMinimum": 0, "maximum": 50000}}},
+                                   "radius_m": {"type": "number", "exclusiveMinimum": 0, "maximum": 50000},
+                                   "active_minutes": {"type": "integer", "minimum": 0, "maximum": 1440,
+                                                      "default": 0, "description": _ACTIVE},
+                                   "ack_within_s": {"type": ["integer", "null"], "minimum": 30, "maximum": 3600,
+                                                    "description": _ACK_WITHIN}}},
     "Alert": {"type": "object", "required": ["id", "recipients"],
               "description": "Recipients see it without `acks`.", "properties": {
         "id": {"type": "string"}, "seq": {"type": "integer"}, "event": {"type": "string"},
         "text": {"type": "string"}, "location": LOCATION_IN, "radius_m": {"type": "number"}, "by": WHO,
-        "recipients": {"type": "array", "items": WHO}, "created_at": TIME,
+        "recipients": {"type": "array", "items": _RECIPIENT}, "created_at": TIME,
+        "active_minutes": {"type": "integer", "minimum": 0, "maximum": 1440},
+        "active_until": {**TIME, "description": "When the alert stops taking in officers who walk into its "
+                                                "area; absent when `active_minutes` is 0."},
+        "ack_within_s": {"type": "integer", "minimum": 30, "maximum": 3600},
         "acks": {"type": "array", "items": {"type": "object", "required": ["id", "callsign", "at"], "properties": {
             "id": {"type": "string"}, "callsign": {"type": "string"}, "at": TIME}}}}},
+    "PushKey": {"type": "object", "required": ["public_key"], "properties": {
+        "public_key": {"type": "string", "pattern": "^[A-Za-z0-9_-]{87}$",
+                       "description": "The VAPID public key: an uncompressed P-256 point, base64url"}}},
+    "PushSubscriptionIn": {"type": "object", "required": ["endpoint", "keys"], "additionalProperties": False,
+                           "properties": {
+        "endpoint": {"type": "string", "format": "uri", "maxLength": 2048},
+        "expirationTime": {"type": ["number", "null"], "description": "Sent by browsers; ignored"},
+        "keys": {"type": "object", "required": ["p256dh", "auth"], "additionalProperties": False, "properties": {
+            "p256dh": {"type": "string", "description": "The handset's P-256 public key (65 bytes), base64url"},
+            "auth": {"type": "string", "description": "The 16-byte authentication secret, base64url"}}}}},
+    "PushSubscription": {"type": "object", "required": ["id", "endpoint"], "properties": {
+        "id": {"type": "string"}, "endpoint": {"type": "string"}}},
     "MapCollection": {"type": "object", "required": ["type", "features"], "properties": {
         "type": {"const": "FeatureCollection"}, "last_seq": {"type": "integer"},
         "features": {"type": "array", "items": {"type": "object", "required": ["type", "geometry", "properties"],

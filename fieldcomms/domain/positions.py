@@ -1,4 +1,4 @@
-"""Officer positions (the latest per officer plus a short track) and alerts to the officers near a place.
+"""Officer positions: the latest per officer plus a short track (alerts are in alerts.py).
 
 One document per (event, officer) holds the latest position and the track; each report replaces it. A
 handset that was offline posts its queue late: a report older than the latest does not move the officer,
@@ -13,20 +13,14 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Forbidden, NotFound
 from ..geo import PointIndex, geodesic_m, radius_bbox
-from ..idempotency import Slot
 from ..model import (
     Problems,
     check_unknown,
     format_time,
     location_value,
-    new_id,
-    now_str,
-    number,
     parse_time_str,
     require_object,
-    text_value,
     time_value,
     utc_now,
 )
@@ -37,7 +31,6 @@ if TYPE_CHECKING:
 
 Doc = dict[str, Any]
 POSITIONS = "positions"
-ALERTS = "alerts"
 TRACK_MAX = 20
 RADIUS_MAX_M = 50_000.0
 
@@ -168,66 +161,13 @@ def next_position(old: Doc | None, event: str, viewer: Viewer, inp: Doc, now: da
     return new
 
 
-async def record_position(ctx: Services, event: Doc, viewer: Viewer, inp: Doc) -> None:
+async def record_position(ctx: Services, event: Doc, viewer: Viewer, inp: Doc) -> Doc | None:
+    """Store the report; returns the stored position if the officer moved (a new latest position), else None."""
     # No await between reading the old document and appending the new one: two reports cannot interleave.
     old = ctx.store.get(POSITIONS, f"pos_{event['tag']}_{viewer.id}")
     new = next_position(old, event["tag"], viewer, inp, utc_now())
-    if new is not None:
-        await ctx.store.append("position", POSITIONS, new)
-
-
-# ---- alerts ------------------------------------------------------------------------------------------
-
-
-def validate_alert(body: Any, max_text_chars: int) -> Doc:
-    data = require_object(body)
-    p = Problems()
-    check_unknown(data, ("text", "location", "radius_m"), p)
-    text = text_value(data.get("text"), p, "text", max_chars=max_text_chars)
-    if data.get("location") is None:
-        p.add("location", "is required: {lat, lon}")
-        location = None
-    else:
-        location = location_value(data.get("location"), p)
-    radius = number(data.get("radius_m"))
-    if radius is None or not 0 < radius <= RADIUS_MAX_M:
-        p.add("radius_m", f"is required: metres, more than 0 and at most {RADIUS_MAX_M:g}")
-    p.raise_if_any()
-    return {"text": text, "location": location, "radius_m": radius}
-
-
-def build_alert(ctx: Services, event: Doc, viewer: Viewer, inp: Doc) -> Doc:
-    loc = inp["location"]
-    found = sorted(within(ctx, event["tag"], loc["lat"], loc["lon"], inp["radius_m"]),
-                   key=lambda hit: (hit[0], hit[1]["officer"]["callsign"]))
-    return {"id": new_id("alert"), "event": event["tag"], "text": inp["text"], "location": loc,
-            "radius_m": inp["radius_m"], "by": {"id": viewer.id, "callsign": viewer.callsign},
-            "recipients": [dict(doc["officer"]) for _, doc in found], "acks": [], "created_at": now_str()}
-
-
-async def store_alert(ctx: Services, doc: Doc, viewer: Viewer, slot: Slot | None) -> Doc:
-    def render(stored: Doc) -> Doc:
-        return ctx.view(ALERTS, stored, viewer) or {}
-
-    stored = await ctx.store.append("alert", ALERTS, doc, aux=slot.aux(render) if slot else None)
-    return render(stored)
-
-
-def visible_alert(ctx: Services, alert_id: str, viewer: Viewer | None) -> Doc:
-    seen = ctx.visible(ALERTS, alert_id, viewer)
-    if seen is None:
-        raise NotFound(f"No alert {alert_id}.")
-    return seen
-
-
-async def acknowledge(ctx: Services, alert_id: str, viewer: Viewer) -> None:
-    visible_alert(ctx, alert_id, viewer)  # 404 for an officer it was not sent to
-    doc = ctx.store.get(ALERTS, alert_id)
-    assert doc is not None
-    if not any(r["id"] == viewer.id for r in doc["recipients"]):
-        raise Forbidden("Only a recipient of the alert may acknowledge it.")
-    if any(a["id"] == viewer.id for a in doc["acks"]):
-        return  # acknowledging twice counts once
-    ack = {"id": viewer.id, "callsign": viewer.callsign, "at": now_str()}
-    await ctx.store.append("alert", ALERTS, {**doc, "acks": [*doc["acks"], ack]})
-
+    if new is None:
+        return None
+    stored = await ctx.store.append("position", POSITIONS, new)
+    moved = old is None or new["_at"] != old["_at"] or new["location"] != old["location"]
+    return stored if moved else None
