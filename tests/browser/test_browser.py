@@ -404,6 +404,40 @@ def test_control_room_refuses_an_officer_token(server: LiveServer, world: Json, 
     watched.assert_clean()
 
 
+def test_control_room_alerts_panel_shows_who_acknowledged_and_who_is_overdue(
+        server: LiveServer, world: Json, watched: Watched) -> None:
+    """An alert that stays live and wants acknowledgement within 30 s: the panel shows its recipients, an
+    officer who walks in later, an acknowledgement, and the one reported overdue, all live, no reload."""
+    page, t = watched.page, server.tokens
+    base = f"/api/v1/events/{TAG}"
+    server.ok("POST", f"{base}/positions", t["alpha"], FARGATE, status=204)
+    sign_in(page, server)
+    page.evaluate("window.__sameDocument = true")
+    sent = server.ok("POST", f"{base}/alerts", t["control"], {
+        "text": "Check the Fargate entrance and acknowledge.", "location": FARGATE, "radius_m": 60,
+        "active_minutes": 10, "ack_within_s": 30}, status=201)
+    assert [r["callsign"] for r in sent["recipients"]] == ["ALPHA1"]
+    item = page.locator(f"[data-test=alerts-panel] li[data-alert-id='{sent['id']}']")
+    item.locator("li[data-callsign=ALPHA1][data-state=waiting]").wait_for()
+
+    server.ok("POST", f"{base}/positions", t["bravo"], FARGATE, status=204)  # walks into the live alert
+    item.locator("li[data-callsign=BRAVO2][data-state=waiting]", has_text="walked in").wait_for()
+    server.ok("POST", f"/api/v1/alerts/{sent['id']}/ack", t["alpha"], status=204)
+    item.locator("li[data-callsign=ALPHA1][data-state=acked]", has_text="acknowledged").wait_for()
+    assert "2 recipients \u00b7 1 acknowledged" in item.locator("[data-test=alert-summary]").inner_text()
+
+    # BRAVO2 does not acknowledge: 30 s after walking in, control is told, once.
+    item.locator("li[data-callsign=BRAVO2][data-state=overdue]", has_text="OVERDUE").wait_for(timeout=45_000)
+    assert "1 overdue" in item.locator("[data-test=alert-summary]").inner_text()
+    assert page.evaluate("id => window.fieldcomms.controlAlerts.states(id)", sent["id"]) == {
+        "ALPHA1": "acked", "BRAVO2": "overdue"}
+    stored = server.ok("GET", f"/api/v1/alerts/{sent['id']}", t["control"])
+    assert {r["callsign"]: bool(r.get("overdue")) for r in stored["recipients"]} == {"ALPHA1": False, "BRAVO2": True}
+    assert page.evaluate("window.__sameDocument") is True
+    screenshot(page, "control-alerts.png")
+    watched.assert_clean()
+
+
 # ---- clusters ------------------------------------------------------------------------------------------
 
 

@@ -34,6 +34,14 @@
   var draft = null;
   var timers = {};
 
+  /* Panels that other scripts add to the page (control-alerts.js, ...): {start(api), reload(), event(type,
+     data), stop()}, each optional. They get the API through `panelApi` and the stream's events from here. */
+  var panels = FC.panels = FC.panels || [];
+  function eachPanel(method, args) {
+    return panels.map(function (p) { return typeof p[method] === "function" ? p[method].apply(p, args || []) : null; });
+  }
+  function panelApi() { return {call: call, base: API}; }
+
   /* ---- the API ------------------------------------------------------------------------------------ */
 
   function ApiError(status, body) {
@@ -126,6 +134,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     if (streamAbort) streamAbort.abort();
     setConnection("offline", "Not connected");
+    eachPanel("stop");
     showLogin(message);
   }
 
@@ -462,6 +471,9 @@
       location: {lat: parseFloat($("alert-lat").value), lon: parseFloat($("alert-lon").value)},
       radius_m: parseFloat($("alert-radius").value)
     };
+    var active = $("alert-active"), ack = $("alert-ack");
+    if (active && active.value) body.active_minutes = parseInt(active.value, 10);
+    if (ack && ack.value) body.ack_within_s = parseInt(ack.value, 10);
     var button = form.querySelector("button[type=submit]");
     button.disabled = true;
     var key = form.dataset.key || (form.dataset.key = randomKey()); // a retry of this alert sends it once
@@ -500,6 +512,7 @@
       case "alert": showAlert(data); break;
       default: break;
     }
+    eachPanel("event", [type, data]);
   }
 
   /* One SSE stream, parsed by the rules of the HTML standard: fields up to a blank line make an event. */
@@ -586,6 +599,7 @@
     quietly(loadMap);
     quietly(loadReports);
     quietly(loadAlerts);
+    eachPanel("reload").forEach(function (p) { if (p && p.catch) p.catch(function () {}); });
   }
 
   function start() {
@@ -599,7 +613,7 @@
       if (lastEventId === null) lastEventId = cfg.lastSeq || null;
     }).then(function () {
       connect();
-      return Promise.all([loadMap(), loadReports(), loadAlerts()]);
+      return Promise.all([loadMap(), loadReports(), loadAlerts()].concat(eachPanel("start", [panelApi()])));
     }).then(function () {
       FC.control.ready = true;
     }).catch(function (err) {
