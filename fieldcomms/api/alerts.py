@@ -58,11 +58,20 @@ OPENAPI = {
                    body=ref("AlertCreate"), params=[path("tag")], idempotent=True,
                    description="Recipients are the officers whose latest position is fresh (reported within "
                                "`stale_after_minutes`) and within `radius_m` (at most 50 km) of `location`, "
-                               "measured along the WGS 84 ellipsoid, nearest first; the list is fixed when the "
-                               "alert is sent. The answer is the whole alert (a superset of `{id, recipients}`). "
-                               "The alert goes out on the stream as an `alert` event to its recipients and to "
-                               "control, and again each time a recipient acknowledges it. 409 if the event is "
-                               "closed."),
+                               "measured along the WGS 84 ellipsoid, nearest first. With `active_minutes` (0 to "
+                               "1440, default 0: the list is fixed when the alert is sent) the alert stays live "
+                               "on its area until `active_until`: an officer whose newly reported fresh position "
+                               "lies inside the circle, and who is not a recipient yet, becomes one at once, "
+                               "with `added_at` on their entry. With `ack_within_s` (30 to 3600) a recipient who "
+                               "has not acknowledged that long after becoming one is reported to control once: "
+                               "the stream's `alert-overdue`, and `overdue: true` on their entry. What is due is "
+                               "computed from the stored alert, so a restart loses no deadline (one that passed "
+                               "while the server was down is reported as soon as it is up). Out of range: 422 "
+                               "naming the field. The answer is the whole alert (a superset of `{id, "
+                               "recipients}`). The alert goes out on the stream as an `alert` event to its "
+                               "recipients and to control, again each time a recipient joins or acknowledges, "
+                               "and as a Web Push to each new recipient's subscriptions (see "
+                               "`/api/v1/push/subscriptions`). 409 if the event is closed."),
         "get": op("Alerts of the event (an extension): control sees every alert with its acks, an officer "
                   "the alerts sent to them.", role="officer", schema=list_of(ref("Alert")),
                   params=[path("tag"), *PAGING],
@@ -73,12 +82,15 @@ OPENAPI = {
         "post": op("Acknowledge an alert.", role="officer", ok="204", params=[path("id")],
                    description="Recipients only: 404 for an officer the alert was not sent to (it cannot see "
                                "it), 403 for control staff who can see it but were not sent it. Acknowledging "
-                               "twice counts once."),
+                               "twice counts once. The recipient's entry gets `acked_at` (a late "
+                               "acknowledgement keeps `overdue: true` beside it)."),
     },
     "/api/v1/alerts/{id}": {
-        "get": op("One alert; control sees who acknowledged it (`acks`).", role="officer", schema=ref("Alert"),
-                  params=[path("id")],
-                  description="Control sees the whole alert with `acks`; a recipient sees it without `acks`; "
-                              "anyone else gets 404."),
+        "get": op("One alert; control sees who acknowledged it (`acks`) and who is overdue.", role="officer",
+                  schema=ref("Alert"), params=[path("id")],
+                  description="Control sees the whole alert: `acks`, and on each recipient `acked_at` or "
+                              "`overdue: true` (with `overdue_at`), and `added_at` for those who walked into a "
+                              "live alert. A recipient sees it without `acks`, and of the others' entries only "
+                              "`id`, `callsign` and `added_at`; anyone else gets 404."),
     },
 }

@@ -40,7 +40,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 DESCRIPTION = f"""\
 Server-Sent Events. The stream opens with `retry: 3000`. Each event's `event:` is what happened (`update`,
-`update-retracted`, `rumour`, `zone`, `zone-deleted`, `position`, `alert`, or `reset`), `id:` is the change's
+`update-retracted`, `rumour`, `zone`, `zone-deleted`, `position`, `alert`, `alert-overdue`, or `reset`), `id:` is the change's
 `seq`, and `data:` is one line of JSON: the item as the caller may see it (as its own GET returns it: a zone is a
 GeoJSON Feature, a position an item of `GET /officers`).
 
@@ -49,7 +49,10 @@ them, but no positions; control, everything. A retraction or deletion reaches ev
 as a tombstone (`{{id, event, seq, status: "retracted"}}`, `{{id, event, seq, deleted: true}}`, or, for a rumour
 that leaves the public board, `{{id, event, seq, withdrawn: true}}`); whoever could not see it hears nothing.
 A replay never shows an item's older version to a viewer who may no longer see the item. An alert is sent again, with its new state, each time a recipient acknowledges it
-(control sees `acks`).
+(control sees `acks`) or an officer walks into a live alert (`active_minutes`). `alert-overdue` (control only)
+reports recipients who did not acknowledge within the alert's `ack_within_s`: `{{"id": <the alert>, "event",
+"seq", "overdue": [{{"id", "callsign"}}]}}`, once per recipient; a replay from the store (an old gap) brings the
+alert's newest state as `alert` instead, with `overdue: true` on those recipients.
 
 Resuming: with `Last-Event-ID: N` (or `?since=N`; the header wins) the stream first replays every change after N
 that the caller may see, in order, exactly once, then continues live with no gap. Recent changes are replayed
