@@ -64,7 +64,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from fieldcomms.domain import positions, rumours
+from fieldcomms.domain import alerts, positions, rumours
 from fieldcomms.errors import ValidationFailed
 from fieldcomms.geo import parse_zone_feature
 from fieldcomms.spatial import parse_bbox
@@ -449,7 +449,7 @@ def test_domain_validators_answer_a_value_or_a_field_by_field_422(body: Any) -> 
         "status": rumours.validate_status_patch,
         "report": lambda b: rumours.validate_report(b, 2000),
         "position": positions.validate_position,
-        "alert": lambda b: positions.validate_alert(b, 2000),
+        "alert": lambda b: alerts.validate_alert(b, 2000),
     }
     for name, validate in validators.items():
         try:
