@@ -88,9 +88,9 @@ async def test_each_change_is_serialised_once_per_audience(broker: Broker, monke
     calls: list[Any] = []
     real = live.stream_view
 
-    def counting(coll: str, item: Any, viewer: Viewer | None, lookup: Any) -> Any:
+    def counting(coll: str, item: Any, viewer: Viewer | None, lookup: Any, *rest: Any) -> Any:
         calls.append(viewer)
-        return real(coll, item, viewer, lookup)
+        return real(coll, item, viewer, lookup, *rest)
 
     monkeypatch.setattr(live, "stream_view", counting)
     public = [FakeTransport() for _ in range(50)]
