@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth import require
-from ..domain.subscriptions import SUBSCRIPTIONS, validate_subscription
+from ..domain.subscriptions import MAX_PER_OFFICER, SUBSCRIPTIONS, validate_subscription
 from ..errors import ServiceUnavailable
 from .common import ctx_of, json_response, read_json
 from .spec import op, path, ref
@@ -58,7 +58,9 @@ OPENAPI = {
                    body=ref("PushSubscriptionIn"), schema=ref("PushSubscription"),
                    description="The body is the browser's `PushSubscription.toJSON()`. The same endpoint "
                                "posted again is the same subscription (the same `id`; its keys are updated, "
-                               "and its owner is whoever posted it last). Each new recipient of an alert gets "
+                               "and its owner is whoever posted it last). An officer has at most "
+                               f"{MAX_PER_OFFICER} live subscriptions: a new one beyond that ends their oldest. "
+                               "Each new recipient of an alert gets "
                                "one push on each of their subscriptions: `TTL: 600`, `Urgency: high`, the "
                                "payload encrypted as RFC 8291 `aes128gcm`, VAPID (RFC 8292) with `aud` the "
                                "endpoint's origin and `sub` the setting `push_contact`; the decrypted payload "

@@ -26,6 +26,9 @@ from ..visibility import Viewer, view
 Doc = dict[str, Any]
 SUBSCRIPTIONS = "push_subscriptions"
 MAX_KEY_CHARS = 200
+# Handsets an officer may have subscribed at once; a new one beyond this ends their oldest. One officer token
+# must not be able to turn every alert into thousands of posts to hosts of its choosing.
+MAX_PER_OFFICER = 10
 
 
 def _b64url(value: Any) -> bytes | None:
@@ -104,6 +107,10 @@ class Subscriptions:
         doc = ({**old, "officer": officer, "keys": inp["keys"], "updated_at": now} if old is not None else
                {"id": new_id("psub"), "officer": officer, "endpoint": inp["endpoint"], "keys": inp["keys"],
                 "created_at": now})
+        mine = sorted((d for d in self.of(viewer.id) if d["id"] != doc["id"]), key=lambda d: (d["created_at"], d["seq"]))
+        for oldest in mine[: max(0, len(mine) + 1 - MAX_PER_OFFICER)]:
+            self.store.append_nowait("push-subscription", SUBSCRIPTIONS,
+                                     {**oldest, "ended": {"at": now, "reason": "replaced by a newer handset"}})
         return await self.store.append("push-subscription", SUBSCRIPTIONS, doc)
 
     async def unsubscribe(self, viewer: Viewer, sub_id: str) -> None:

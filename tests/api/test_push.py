@@ -101,6 +101,15 @@ async def test_one_subscription_per_endpoint_deleted_by_its_owner_only(
     assert (await client.delete(url, headers=auth(alpha))).status == 404
 
 
+async def test_an_officer_has_at_most_ten_subscriptions_the_oldest_goes(
+        client: TestClient, officer_token: str, pushes: PushService) -> None:
+    ids = [(await subscribe(client, officer_token, Handset(pushes.endpoint(f"h{i}"))))["id"] for i in range(12)]
+    live = {d["id"] for d in client.app[SERVICES].subscriptions.of(
+        client.app[SERVICES].store.get(SUBSCRIPTIONS, ids[0])["officer"]["id"])}
+    assert live == set(ids[2:])
+    assert (await client.delete(f"{SUBS}/{ids[0]}", headers=auth(officer_token))).status == 404
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"endpoint": "not a url", "keys": None}, "endpoint"),
     ({"endpoint": "ftp://push.example.org/x"}, "endpoint"),
