@@ -7,7 +7,7 @@ from aiohttp import web
 from ..auth import require
 from ..domain.subscriptions import MAX_PER_OFFICER, SUBSCRIPTIONS, validate_subscription
 from ..errors import ServiceUnavailable
-from .common import ctx_of, json_response, read_json
+from .common import ctx_of, json_response, location, read_json
 from .spec import op, path, ref
 
 routes = web.RouteTableDef()
@@ -30,7 +30,8 @@ async def subscribe(request: web.Request) -> web.Response:
     inp = validate_subscription(await read_json(request), allow_insecure)
     stored = await ctx.subscriptions.subscribe(viewer, inp, allow_insecure)
     seen = ctx.view(SUBSCRIPTIONS, stored, viewer) or {}
-    return json_response({"id": seen["id"], "endpoint": seen["endpoint"]}, status=201)
+    return json_response({"id": seen["id"], "endpoint": seen["endpoint"]}, status=201,
+                         headers=location(201, "/api/v1/push/subscriptions/{id}", seen))
 
 
 @routes.delete("/api/v1/push/subscriptions/{id}")

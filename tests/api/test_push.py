@@ -88,7 +88,8 @@ async def test_one_subscription_per_endpoint_deleted_by_its_owner_only(
         client: TestClient, user_factory: Any, pushes: PushService) -> None:
     alpha, bravo = await user_factory("officer", "alpha"), await user_factory("officer", "bravo")
     handset = Handset(pushes.endpoint("h1"))
-    first = await subscribe(client, alpha, handset)
+    resp = await client.post(SUBS, json=handset.subscription(), headers=auth(alpha))
+    assert resp.status == 201 and resp.headers["Location"] == f"{SUBS}/{(first := await resp.json())['id']}"
     assert first["endpoint"] == handset.endpoint and first["id"]
     again = await subscribe(client, alpha, handset)
     assert again["id"] == first["id"]
