@@ -1,4 +1,4 @@
-"""Command line: fieldcomms serve | user add | user revoke | demo | check; fieldcomms --version."""
+"""Command line: fieldcomms serve | user add | user revoke | demo | check | salvage; fieldcomms --version."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aiohttp import web
 from . import __version__
 from .auth import make_user
 from .config import Settings, load_settings
-from .errors import DataDirLocked
+from .errors import DataDirLocked, StorageError
 from .keys import SERVICES
 from .model import ROLES, validate_user
 from .services import Services
@@ -62,7 +62,7 @@ async def serve(settings: Settings) -> int:
     runner = FieldcommsRunner(app, settings)
     try:
         await runner.setup()
-    except DataDirLocked as exc:
+    except StorageError as exc:  # locked, or a journal damaged beyond a torn tail: say so, and which file
         print(f"fieldcomms: cannot serve: {exc}", file=sys.stderr)
         return 1
     ctx = app[SERVICES]
@@ -108,6 +108,9 @@ async def _with_store(settings: Settings) -> tuple[Store, Services] | None:
     except DataDirLocked as exc:
         print(f"fieldcomms: {exc}. A running server holds it: add users through POST /api/v1/users "
               "with an admin token, or stop the server first.", file=sys.stderr)
+        return None
+    except StorageError as exc:
+        print(f"fieldcomms: {exc}", file=sys.stderr)
         return None
     return store, ctx
 
@@ -164,6 +167,35 @@ def check(settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def salvage(settings: Settings) -> int:
+    from .store import DataDirLock
+    from .store.salvage import salvage as salvage_dir
+
+    data_dir = settings.data_path
+    if not data_dir.is_dir():
+        print(f"fieldcomms: {data_dir} is not a directory", file=sys.stderr)
+        return 1
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()
+    except DataDirLocked as exc:
+        print(f"fieldcomms: {exc}", file=sys.stderr)
+        return 1
+    try:
+        report = salvage_dir(data_dir)
+    finally:
+        lock.release()
+    if not report.copies:
+        print("Nothing to salvage: no damaged journal segment (a torn tail is dropped by the server on start).")
+        return 0
+    for copy in report.copies:
+        print(f"copied the damaged file aside: {copy}")
+    print(f"kept {report.kept} readable change(s); dropped {report.dropped_lines} unreadable line(s)")
+    for first, last in report.lost:
+        print(f"LOST: changes {first} to {last} (recorded in salvage.json; `fieldcomms check` notes them)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fieldcomms", description=__doc__)
     p.add_argument("--version", action="version", version=f"fieldcomms {__version__}")
@@ -189,8 +221,12 @@ def parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("callsign")
 
-    c = sub.add_parser("check", help="verify a data directory (journal checksums, snapshot, media files)")
+    c = sub.add_parser("check", help="verify a data directory: the tamper-evident chain from the first change, "
+                                     "checksums, the snapshot against the journal, media files (exit 1 on a problem)")
     common(c)
+    sv = sub.add_parser("salvage", help="on a stopped server: copy damaged journal segments aside, then keep their "
+                                        "readable changes and record what was lost")
+    common(sv)
     d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens "
                        "and the URLs to open once `fieldcomms serve` runs with the same settings")
     common(d)
@@ -209,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(user_revoke(_settings(args), args.callsign))
     if args.command == "check":
         return check(_settings(args))
+    if args.command == "salvage":
+        return salvage(_settings(args))
     if args.command == "demo":
         from .demo import run as run_demo
 

@@ -48,6 +48,7 @@ API_MODULES = [
     "fieldcomms.api.push",
     "fieldcomms.api.map",
     "fieldcomms.api.stream",
+    "fieldcomms.api.chain",
     "fieldcomms.api.openapi",
 ]
 

@@ -113,3 +113,15 @@ class StorageError(Exception):
 
 class DataDirLocked(StorageError):
     """Another process holds the data directory's lock."""
+
+
+class JournalCorrupt(StorageError):
+    """A journal line that cannot be read is followed by lines that can: acknowledged changes would be lost by
+    dropping it, so the store refuses to start (see `fieldcomms salvage`)."""
+
+    def __init__(self, segment: str, line: int, offset: int) -> None:
+        self.segment, self.line, self.offset = segment, line, offset
+        super().__init__(
+            f"{segment}: line {line} (byte {offset}) is corrupt and changes follow it; nothing was dropped. "
+            "Run `fieldcomms check` to see the damage and `fieldcomms salvage` to keep what can be kept "
+            "(it copies the damaged file aside first)")

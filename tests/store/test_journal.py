@@ -1,4 +1,4 @@
-"""The journal's line format and crash recovery: a torn or corrupt tail is dropped, nothing before it."""
+"""The journal's line format and crash recovery: a torn tail is dropped, nothing before it; damage elsewhere stops."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fieldcomms.errors import JournalCorrupt
 from fieldcomms.store.journal import (
     JournalWriter,
     RecoveryReport,
@@ -156,15 +156,28 @@ def test_read_without_repair_leaves_the_file(tmp_path: Path) -> None:
     assert path.stat().st_size == size
 
 
-def test_a_corrupt_line_in_the_middle_stops_the_read_there(tmp_path: Path) -> None:
-    """Only the tail can be torn by a crash; whatever follows a bad line was never acknowledged either."""
+def test_a_corrupt_line_followed_by_valid_lines_stops_the_read_and_keeps_the_file(tmp_path: Path) -> None:
+    """Only a torn tail may be dropped: readable changes after a bad line were acknowledged, so reading stops
+    with an error naming the segment and line, and the file is left as it was."""
     path = tmp_path / segment_name(1)
     lines = write_segment(path, [{"seq": i, "type": "t", "coll": "c", "data": {"id": str(i)}} for i in (1, 2, 3)])
     broken = lines[0] + lines[1].replace(b'"id"', b'"iD"') + lines[2]
     path.write_bytes(broken)
-    got, _ = read_all(path)
+    with pytest.raises(JournalCorrupt) as caught:
+        read_all(path)
+    assert (caught.value.segment, caught.value.line, caught.value.offset) == (path.name, 2, len(lines[0]))
+    assert path.name in str(caught.value) and "line 2" in str(caught.value)
+    assert path.read_bytes() == broken
+
+
+def test_a_bad_last_line_of_an_older_segment_is_damage_not_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / segment_name(1)
+    lines = write_segment(path, [{"seq": i, "type": "t", "coll": "c", "data": {"id": str(i)}} for i in (1, 2)])
+    path.write_bytes(lines[0] + lines[1][:-7] + b"\n")
+    with pytest.raises(JournalCorrupt):
+        list(read_segment(path, RecoveryReport(), repair=True, last=False))
+    got = list(read_segment(path, RecoveryReport(), repair=False, last=True))  # as the newest: a torn tail
     assert [r["seq"] for r in got] == [1]
-    assert path.read_bytes() == lines[0]
 
 
 def test_writer_groups_lines_and_reports_them_durable_in_order(tmp_path: Path) -> None:
@@ -206,4 +219,5 @@ def test_writer_appends_to_the_newest_existing_segment(tmp_path: Path) -> None:
     writer.stop()
     assert len(list_segments(tmp_path)) == 2
     assert [r["seq"] for r in read_all(tmp_path / segment_name(2))[0]] == [2, 3]
-    assert orjson.loads((tmp_path / segment_name(2)).read_bytes().splitlines()[-1][9:])["seq"] == 3
+    assert decode_line((tmp_path / segment_name(2)).read_bytes().splitlines(keepends=True)[-1]) == {
+        "seq": 3, "type": "t", "coll": "c", "data": {"id": "3"}}

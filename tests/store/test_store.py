@@ -94,9 +94,9 @@ async def test_snapshot_then_more_appends_then_reopen(tmp_path: Path) -> None:
         await store.append("update", "updates", upd(f"u{i}", n=i))
     await store.append("update", "updates", upd("u0", n=200))
     segments = [p.name for _, p in list_segments(tmp_path)]
-    # The journal restarted after the snapshot; the segment it replaced is gone.
-    assert all(name not in segments for name in segments_before)
-    assert journal_seqs(tmp_path) == [9, 10, 11, 12]
+    # The journal restarted after the snapshot; the segment it closed is kept as history, compressed.
+    assert segments == [segments_before[0] + ".gz", "journal-000000000009.log"]
+    assert journal_seqs(tmp_path) == list(range(1, 13))
     before, last = state(store), store.last_seq
     await store.close(snapshot=False)
 
