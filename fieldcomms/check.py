@@ -140,7 +140,7 @@ def _walk_journal(data_dir: Path, report: CheckReport, snapshot: _SnapshotCompar
     segments = list_segments(data_dir)
     report.segments = len(segments)
     lost = lost_seqs(data_dir)
-    previous = GENESIS
+    previous: bytes | None = GENESIS
     expected = 1
     if snapshot is not None and snapshot.seq == 0:
         snapshot = None
@@ -166,7 +166,7 @@ def _walk_journal(data_dir: Path, report: CheckReport, snapshot: _SnapshotCompar
                     if seq > expected and lost.covers(expected, seq - 1):
                         report.notes.append(f"changes {expected} to {seq - 1} were lost to damage and recorded "
                                             f"by `fieldcomms salvage`; the link to seq {seq} cannot be verified")
-                        previous = line.chain
+                        previous = None  # nothing to verify this line's link against: take its hash
                         expected = seq
                     elif seq > expected:
                         report.broken(expected, f"{where}: change {expected} is missing (seq {seq} follows "
@@ -176,7 +176,7 @@ def _walk_journal(data_dir: Path, report: CheckReport, snapshot: _SnapshotCompar
                         report.broken(expected, f"{where}: seq {seq} appears where {expected} belongs "
                                                 "(a change repeated, inserted or moved)")
                         return
-                chained = link(previous, line.digest())
+                chained = line.chain if previous is None else link(previous, line.digest())
                 if chained != line.chain:
                     report.broken(seq, f"{where}: the record or its chain hash was altered"
                                        + (" (a redacted line whose stored digest does not match)"
