@@ -12,7 +12,6 @@ of changes: a million changes check in well under a minute (`make bench BENCH=ch
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +67,10 @@ class CheckReport:
 
 
 def _doc_digest(doc: Any) -> bytes:
-    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).digest()[:16]
+    """A short fingerprint of a document's canonical form, to compare the snapshot with the journal. Python's
+    bytes hash is SipHash under a random key of this process (PYTHONHASHSEED aside): a forger who cannot know
+    the key cannot make a different document match, and it costs a quarter of a SHA-256 here."""
+    return hash(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).to_bytes(8, "big", signed=True)
 
 
 class _SnapshotComparison:

@@ -131,6 +131,7 @@ class Store:
         self._since_snapshot = 0
         self._snapshotting = False
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._redaction: asyncio.Task[int] | None = None
         self.recovery = RecoveryReport()
         self.fsync_seconds_total = 0.0
         self.fsync_count = 0
@@ -193,6 +194,8 @@ class Store:
             # A snapshot in flight still needs the writer (its rotation), and must not touch the files
             # once the lock is released.
             await asyncio.gather(self._snapshot_task, return_exceptions=True)
+        if self._redaction is not None:  # likewise a purge, even if the request that began it is gone
+            await asyncio.gather(self._redaction, return_exceptions=True)
         await asyncio.to_thread(self._writer.stop)
         await asyncio.sleep(0)  # let the last durability callbacks run
         # A closing snapshot makes the next start quicker, but writing one costs about a second per 100,000
@@ -511,6 +514,12 @@ class Store:
         targets = targets_of(items)
         if not targets:
             return 0
+        # A task of its own, shielded: a purge that has begun rewriting files finishes (and close waits for
+        # it) even if the caller is cancelled.
+        self._redaction = asyncio.get_running_loop().create_task(self._redact(targets))
+        return await asyncio.shield(self._redaction)
+
+    async def _redact(self, targets: dict[tuple[str, str], frozenset[str] | None]) -> int:
         await self._exclusive()
         try:
             upto = self.last_seq

@@ -193,3 +193,24 @@ async def test_redact_checks_its_arguments_and_a_closed_store(tmp_path: Path) ->
     await store.close()
     with pytest.raises(Exception, match="not open"):
         await store.redact([("updates", "u1", None)])
+
+
+async def test_appends_during_a_redaction_are_kept_and_the_chain_stays_whole(tmp_path: Path) -> None:
+    import asyncio
+
+    store = await _purgeable(tmp_path)
+    purge = asyncio.ensure_future(store.redact([("reports", "rep1", None)]))
+    posts = [store.append_nowait("update", "updates", {"id": f"c{i}", "event": "ev", "text": EMAIL})
+             for i in range(50)]
+    await asyncio.gather(purge, *posts)
+    assert store.get("reports", "rep1")["redacted"] is True  # type: ignore[index]
+    head = store.chain_head()
+    await store.close(snapshot=False)
+    report = check_data_dir(tmp_path)
+    assert report.ok and report.chain_head == head[1], report.lines()
+    again = await opened(tmp_path)
+    try:
+        assert all(again.get("updates", f"c{i}")["text"] == EMAIL for i in range(50))  # type: ignore[index]
+        assert again.chain_head() == head
+    finally:
+        await again.close(snapshot=False)
