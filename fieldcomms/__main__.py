@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -160,7 +161,7 @@ async def user_revoke(settings: Settings, callsign: str) -> int:
 def check(settings: Settings) -> int:
     from .check import check_data_dir
 
-    report = check_data_dir(settings.data_path)
+    report = check_data_dir(settings.data_path, workers=os.cpu_count() or 1)
     print(f"fieldcomms check {settings.data_path.resolve()}")
     for line in report.lines():
         print(f"  {line}" if line != "OK" and not line.endswith("found") else line)

@@ -12,22 +12,19 @@ of changes: a million changes check in well under a minute (`make bench BENCH=ch
 
 from __future__ import annotations
 
-import zlib
+import multiprocessing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from .media import MediaStore
 from .store.chain import GENESIS, link
-from .store.journal import list_segments, open_segment, parse_line
+from .store.journal import list_segments
 from .store.salvage import LostSeqs, lost_seqs
 from .store.snapshot import SNAPSHOT, parse_header
-
-# Collections a snapshot may leave out although the journal has them: expired idempotency answers are
-# pruned when a snapshot is written (Store.set_prune).
-PRUNABLE = frozenset({"idempotency"})
+from .store.verify import SegmentResult, SnapshotDocs, verify_segment
 
 
 @dataclass
@@ -66,55 +63,7 @@ class CheckReport:
         return out
 
 
-def _doc_digest(doc: Any) -> bytes:
-    """A short fingerprint of a document's canonical form, to compare the snapshot with the journal. Python's
-    bytes hash is SipHash under a random key of this process (PYTHONHASHSEED aside): a forger who cannot know
-    the key cannot make a different document match, and it costs a quarter of a SHA-256 here."""
-    return hash(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).to_bytes(8, "big", signed=True)
-
-
-class _SnapshotComparison:
-    """The snapshot's documents, each as {coll NUL id: seq bytes + digest}, ticked off as the journal's
-    record at that seq is read and found to hold the same document."""
-
-    def __init__(self, seq: int, chain: bytes, lost: LostSeqs) -> None:
-        self.seq = seq
-        self.lost = lost
-        self.chain = chain
-        self.pending: dict[str, bytes] = {}
-
-    def add(self, coll: str, doc: dict[str, Any]) -> None:
-        self.pending[f"{coll}\0{doc['id']}"] = int(doc["seq"]).to_bytes(8, "big") + _doc_digest(doc)
-
-    def see(self, seq: int, coll: str, doc: Any, report: CheckReport) -> None:
-        """A document the journal wrote at `seq` (<= the snapshot's seq)."""
-        if not isinstance(doc, dict):
-            return
-        key = f"{coll}\0{doc.get('id')}"
-        entry = self.pending.get(key)
-        if entry is None:
-            if coll not in PRUNABLE:
-                report.broken(seq, f"{SNAPSHOT} disagrees with the journal: it lacks {coll} {doc.get('id')} "
-                                   f"as written at seq {seq}")
-            return
-        snap_seq = int.from_bytes(entry[:8], "big")
-        if snap_seq > seq:
-            return  # an older version: the snapshot holds a later one, checked when the journal gets there
-        if snap_seq < seq or entry[8:] != _doc_digest(doc):
-            report.broken(seq, f"{SNAPSHOT} disagrees with the journal about {coll} {doc.get('id')} at seq {seq}")
-        del self.pending[key]  # a later version at or before the snapshot's seq then finds no entry: stale
-
-    def finish(self, report: CheckReport) -> None:
-        for key, entry in self.pending.items():
-            coll, doc_id = key.split("\0", 1)
-            seq = int.from_bytes(entry[:8], "big")
-            if seq in self.lost:
-                continue  # the journal's copy was lost to damage (see salvage.py): nothing to compare with
-            report.broken(seq, f"{SNAPSHOT} holds {coll} {doc_id} at seq {seq}, which the journal did not write")
-            return  # the first is enough: the rest follow from it
-
-
-def _read_snapshot(data_dir: Path, report: CheckReport) -> _SnapshotComparison | None:
+def _read_snapshot(data_dir: Path, report: CheckReport) -> SnapshotDocs | None:
     snap = data_dir / SNAPSHOT
     if not snap.exists():
         return None
@@ -125,94 +74,111 @@ def _read_snapshot(data_dir: Path, report: CheckReport) -> _SnapshotComparison |
             report.problems.append(str(exc))
             return None
         report.snapshot_seq = seq
-        comparison = _SnapshotComparison(seq, chain, lost_seqs(data_dir))
+        docs = SnapshotDocs(seq, chain, lost_seqs(data_dir))
         for n, line in enumerate(f, start=2):
             try:
                 coll, doc = orjson.loads(line)
-                comparison.add(coll, doc)
+                docs.add(coll, doc)
             except (ValueError, TypeError, KeyError):
                 report.problems.append(f"{SNAPSHOT}: line {n} is unreadable")
                 return None
             report.snapshot_docs += 1
-    return comparison
+    return docs if seq else None
 
 
-def _walk_journal(data_dir: Path, report: CheckReport, snapshot: _SnapshotComparison | None,
-                  photos: set[str]) -> None:
+# Set in the parent just before the workers fork, so they share the snapshot's documents without copying.
+_SHARED: tuple[list[tuple[int, Path]], SnapshotDocs | None, LostSeqs] | None = None
+
+
+def _verify(k: int) -> SegmentResult:
+    assert _SHARED is not None
+    segments, snapshot, lost = _SHARED
+    first, path = segments[k]
+    return verify_segment(path, first, k == len(segments) - 1, snapshot, lost)
+
+
+def _results(segments: list[tuple[int, Path]], snapshot: SnapshotDocs | None, lost: LostSeqs,
+             workers: int) -> Iterator[SegmentResult]:
+    """Each segment's result, in order, verified by up to `workers` forked processes (segments are independent
+    but for the link between them, which `_walk_journal` verifies)."""
+    global _SHARED
+    _SHARED = (segments, snapshot, lost)
+    workers = min(len(segments), workers)
+    try:
+        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            yield from (_verify(k) for k in range(len(segments)))
+            return
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap(_verify, range(len(segments)))
+    finally:
+        _SHARED = None
+
+
+def _walk_journal(data_dir: Path, report: CheckReport, snapshot: SnapshotDocs | None,
+                  photos: set[str], workers: int) -> None:
     segments = list_segments(data_dir)
     report.segments = len(segments)
     lost = lost_seqs(data_dir)
-    previous: bytes | None = GENESIS
-    expected = 1
-    if snapshot is not None and snapshot.seq == 0:
-        snapshot = None
-    for k, (_first, path) in enumerate(segments):
-        is_last = k == len(segments) - 1
-        offset = 0
-        with open_segment(path) as f:
-            for n, raw in enumerate(f, start=1):
-                line = parse_line(raw)
-                where = f"{path.name}: line {n} (byte {offset})"
-                if line is None:
-                    unreadable = all(parse_line(rest) is None for rest in f)
-                    if is_last and unreadable:
-                        report.notes.append(f"{where}: a torn tail, never acknowledged; the server drops it on start")
-                    else:
-                        report.broken(expected, f"{where} is corrupt and readable changes follow it "
-                                                "(`fieldcomms salvage` keeps what can be kept)")
-                    return
-                offset += len(raw)
-                record = line.record
-                seq = record["seq"]
-                if seq != expected:
-                    if seq > expected and lost.covers(expected, seq - 1):
-                        report.notes.append(f"changes {expected} to {seq - 1} were lost to damage and recorded "
-                                            f"by `fieldcomms salvage`; the link to seq {seq} cannot be verified")
-                        previous = None  # nothing to verify this line's link against: take its hash
-                        expected = seq
-                    elif seq > expected:
-                        report.broken(expected, f"{where}: change {expected} is missing (seq {seq} follows "
-                                                f"{expected - 1})")
-                        return
-                    else:
-                        report.broken(expected, f"{where}: seq {seq} appears where {expected} belongs "
-                                                "(a change repeated, inserted or moved)")
-                        return
-                chained = line.chain if previous is None else link(previous, line.digest())
-                if chained != line.chain:
-                    report.broken(seq, f"{where}: the record or its chain hash was altered"
-                                       + (" (a redacted line whose stored digest does not match)"
-                                          if record.get("redacted") else ""))
-                    return
-                previous = chained
-                expected = seq + 1
-                report.journal_records += 1
-                report.last_seq = seq
-                report.chain_head = chained.hex()
-                docs = [(record["coll"], record["data"]), *[(c, d) for c, d in record.get("aux", ())]]
-                for coll, doc in docs:
-                    if coll == "photos" and isinstance(doc, dict):
-                        if doc.get("redacted") is True:  # erased by a purge: no files to expect
-                            photos.discard(doc["id"])
-                        else:
-                            photos.add(doc["id"])
-                if snapshot is not None and seq <= snapshot.seq:
-                    for coll, doc in docs:
-                        snapshot.see(seq, coll, doc, report)
-                    if seq == snapshot.seq:
-                        if chained != snapshot.chain:
-                            report.broken(seq, f"{SNAPSHOT}'s chain hash at seq {seq} disagrees with the journal")
-                            return
-                        snapshot.finish(report)
-                        if report.first_break is not None:
-                            return
-                        snapshot = None
+    problems: list[tuple[int, str]] = []
+    previous, last_seq = GENESIS, 0
+    matched: set[int] = set()
+    broken = False
+    for result in _results(segments, snapshot, lost, workers):
+        report.notes.extend(result.notes)
+        problems.extend(result.problems)
+        matched.update(result.matched)
+        if broken:
+            continue  # the chain is broken before this segment: its own findings are listed, nothing more
+        if result.first_seq is not None:
+            where = f"{result.name}: line 1"
+            if result.first_seq == last_seq + 1:
+                if link(previous, result.first_digest) != result.first_chain:
+                    problems.append((result.first_seq, f"{where}: the record or its chain hash was altered"))
+                    broken = True
+            elif result.first_seq > last_seq + 1 and lost.covers(last_seq + 1, result.first_seq - 1):
+                report.notes.append(f"changes {last_seq + 1} to {result.first_seq - 1} were lost to damage and "
+                                    f"recorded by `fieldcomms salvage`; the link to seq {result.first_seq} "
+                                    "cannot be verified")
+            elif result.first_seq > last_seq + 1:
+                problems.append((last_seq + 1, f"{where}: change {last_seq + 1} is missing (seq "
+                                               f"{result.first_seq} follows {last_seq})"))
+                broken = True
+            else:
+                problems.append((last_seq + 1, f"{where}: seq {result.first_seq} appears where {last_seq + 1} "
+                                               "belongs (a change repeated, inserted or moved)"))
+                broken = True
+        if broken:
+            continue
+        if result.last_seq is not None:
+            previous, last_seq = result.last_chain, result.last_seq
+            report.journal_records += result.records
+        for photo_id, erased in result.photos:
+            if erased:  # erased by a purge: no files to expect
+                photos.discard(photo_id)
+            else:
+                photos.add(photo_id)
+        if snapshot is not None and result.chain_at_snapshot is not None \
+                and result.chain_at_snapshot != snapshot.chain:
+            problems.append((snapshot.seq, f"{SNAPSHOT}'s chain hash at seq {snapshot.seq} disagrees with the "
+                                           "journal"))
+        broken = result.stopped
+    report.last_seq = last_seq
+    report.chain_head = previous.hex()
     if snapshot is not None:
-        report.broken(report.last_seq + 1, f"{SNAPSHOT} stands at seq {snapshot.seq} but the journal ends at "
-                                           f"seq {report.last_seq}")
+        if snapshot.seq > last_seq and not broken:
+            problems.append((last_seq + 1, f"{SNAPSHOT} stands at seq {snapshot.seq} but the journal ends at "
+                                           f"seq {last_seq}"))
+        unmatched = snapshot.unmatched(matched)
+        if unmatched is not None:
+            problems.append(unmatched)
+    for seq, why in sorted(problems, key=lambda p: p[0]):
+        report.broken(seq, why)
 
 
-def check_data_dir(data_dir: Path) -> CheckReport:
+def check_data_dir(data_dir: Path, *, workers: int = 1) -> CheckReport:
+    """`workers` > 1 verifies segments in that many forked processes: for the command line, which has no other
+    threads (forking a process that runs threads, such as a server's, risks a child stuck on a lock that
+    another thread held at the fork)."""
     report = CheckReport()
     if not data_dir.is_dir():
         report.problems.append(f"{data_dir} is not a directory")
@@ -222,10 +188,7 @@ def check_data_dir(data_dir: Path) -> CheckReport:
         report.notes.append(f"an unfinished write ({leftover.name}) is present; it is ignored and replaced "
                             "next time")
     photos: set[str] = set()
-    try:
-        _walk_journal(data_dir, report, snapshot, photos)
-    except (OSError, EOFError, zlib.error) as exc:  # a compressed segment cut short or damaged
-        report.broken(report.last_seq + 1, f"a journal segment cannot be read: {exc}")
+    _walk_journal(data_dir, report, snapshot, photos, workers)
     media = MediaStore(data_dir / "media")
     for photo_id in sorted(photos):
         report.photos += 1

