@@ -642,6 +642,7 @@ async def crawl(world: World, crawler: Crawler, *, as_officer: bool = False) -> 
     await crawler.get("/healthz")
     await crawler.get("/api/v1/openapi.json")
     await crawler.get("/metrics", expect=(401,) if public else (403,))
+    await crawler.get("/api/v1/chain/head", expect=(401,) if public else (403,))
     await crawler.get("/api/v1/me", expect=(401,) if public else (200,))
     await crawler.get("/api/v1/push/key", expect=(401,) if public else (200,))  # the VAPID public key only
     events = await crawler.get("/api/v1/events")
