@@ -12,6 +12,9 @@ the seq-ordered indexes and anyone reading it sees that something was erased.
 
 Files are rewritten, never edited in place: a new file is written beside the old one, fsynced and renamed
 over it, so the erased bytes are left in no file of the data directory (compressed segments included).
+Each file is replaced whole, but the purge as a whole is not atomic: a crash between rewriting the segments and
+writing the new snapshot leaves a snapshot that still holds the erased values (and `fieldcomms check` reports
+it disagreeing with the redacted journal). Running the same purge again completes it; it is idempotent.
 """
 
 from __future__ import annotations
