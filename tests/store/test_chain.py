@@ -214,3 +214,13 @@ async def test_appends_during_a_redaction_are_kept_and_the_chain_stays_whole(tmp
         assert again.chain_head() == head
     finally:
         await again.close(snapshot=False)
+
+
+async def test_a_repeated_or_widened_redaction_keeps_the_original_digest(tmp_path: Path) -> None:
+    store = await _purgeable(tmp_path)
+    assert await store.redact([("reports", "rep1", ["contact"])]) == 2
+    assert await store.redact([("reports", "rep1", ["contact"])]) == 0  # nothing left to erase: idempotent
+    assert await store.redact([("reports", "rep1", None)]) == 2  # widened: the stored digest is the original's
+    await store.close(snapshot=False)
+    report = check_data_dir(tmp_path)
+    assert report.ok, report.lines()
