@@ -94,6 +94,16 @@ def parse_line(line: bytes) -> Line | None:
     return Line(record, body, chain)
 
 
+def is_legacy_line(line: bytes) -> bool:
+    """A whole line of the format before the chain (``<crc32> <json>``): not damage, and never to be dropped."""
+    if not line.endswith(b"\n") or len(line) < 11 or line[8:9] != b" " or line[9:10] != b"{":
+        return False
+    try:
+        return int(line[:8], 16) == zlib.crc32(line[9:-1])
+    except ValueError:
+        return False
+
+
 def decode_line(line: bytes) -> dict[str, Any] | None:
     """The record in a complete journal line, or None when the line is torn or corrupt."""
     parsed = parse_line(line)
@@ -159,6 +169,10 @@ def read_lines(path: Path, report: RecoveryReport, *, repair: bool, last: bool =
         for n, raw in enumerate(f, start=1):
             line = parse_line(raw)
             if line is None:
+                if is_legacy_line(raw):
+                    raise StorageError(
+                        f"{path.name}: line {n} is in the journal format from before the tamper-evident chain; "
+                        "this version cannot continue that history. Start from a new data directory.")
                 unreadable, rest = _rest_is_unreadable(f)
                 if not last or not unreadable:
                     raise JournalCorrupt(path.name, n, good_end)

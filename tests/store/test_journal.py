@@ -221,3 +221,18 @@ def test_writer_appends_to_the_newest_existing_segment(tmp_path: Path) -> None:
     assert [r["seq"] for r in read_all(tmp_path / segment_name(2))[0]] == [2, 3]
     assert decode_line((tmp_path / segment_name(2)).read_bytes().splitlines(keepends=True)[-1]) == {
         "seq": 3, "type": "t", "coll": "c", "data": {"id": "3"}}
+
+
+def test_a_journal_from_before_the_chain_is_refused_not_dropped(tmp_path: Path) -> None:
+    """Its lines would all fail the new format's checks; read as a torn tail, the whole journal would go."""
+    import zlib
+
+    from fieldcomms.errors import StorageError
+
+    body = b'{"seq":1,"type":"t","coll":"c","data":{"id":"1"}}'
+    path = tmp_path / segment_name(1)
+    path.write_bytes(b"%08x " % zlib.crc32(body) + body + b"\n")
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match="before the tamper-evident chain"):
+        read_all(path)
+    assert path.read_bytes() == before
