@@ -21,7 +21,8 @@ async def head(request: web.Request) -> web.Response:
 
 OPENAPI = {
     "/api/v1/chain/head": {"get": op(
-        "The newest durable change's seq and chain hash.", role="admin",
+        "The newest durable change's seq and chain hash.", role="admin", operation_id="getChainHead",
+        tags=["evidence"],
         description="Each change's chain hash is SHA-256(previous hash || SHA-256(canonical record)), where the "
                     "canonical record is its JSON with sorted keys and no spaces (UTF-8) and the hash before "
                     "seq 1 is 32 zero bytes. `fieldcomms check` verifies the whole chain; a head written down "

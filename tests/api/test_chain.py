@@ -31,3 +31,10 @@ async def test_chain_head_is_for_admins_only(client: TestClient, control_token, 
     assert (await client.get("/api/v1/chain/head")).status == 401
     assert (await client.get("/api/v1/chain/head", headers=auth(officer_token))).status == 403
     assert (await client.get("/api/v1/chain/head", headers=auth(control_token))).status == 403
+
+
+async def test_chain_head_is_in_the_api_document(client: TestClient):
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    operation = document["paths"]["/api/v1/chain/head"]["get"]
+    assert operation["operationId"] == "getChainHead" and operation["tags"] == ["evidence"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["required"] == ["seq", "hash"]
