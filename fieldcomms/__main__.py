@@ -217,6 +217,9 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="verify a data directory (journal checksums, snapshot, media files) or a "
                        "database (gapless seqs, the chain)")
     common(c)
+    m = sub.add_parser("migrate", help="copy an embedded deployment (--data-dir) into an empty PostgreSQL "
+                       "database (--database-url), every change with its seq")
+    common(m)
     d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens "
                        "and the URLs to open once `fieldcomms serve` runs with the same settings")
     common(d, database=False)
@@ -246,6 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(user_revoke(_settings(args), args.callsign))
     if args.command == "check":
         return check(_settings(args))
+    if args.command == "migrate":
+        settings = _settings(args)
+        if not settings.database_url:
+            print("fieldcomms: migrate needs --database-url (where to copy the deployment to)", file=sys.stderr)
+            return 2
+        from .store.pg.copy import copy_data_dir
+
+        return asyncio.run(copy_data_dir(settings))
     if args.command == "demo":
         from .demo import run as run_demo
 

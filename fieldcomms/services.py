@@ -111,6 +111,13 @@ class Services:
         await asyncio.to_thread(self.photo_workers.close)
         await self.store.close()
 
+    async def take_report_token(self, client: str) -> float:
+        """The public-report limit, for the whole deployment (shared in PostgreSQL by every worker)."""
+        settings = self.settings
+        wait = await self.store.take_token("report:" + client, settings.report_rate_per_minute / 60.0,
+                                           settings.report_burst)
+        return self.report_limiter.take(client) if wait is None else wait
+
     # ---- derived indexes ----------------------------------------------------------------------------------
 
     def zones_for(self, event: str, lat: float, lon: float) -> list[dict[str, object]]:

@@ -392,3 +392,72 @@ async def test_workers_share_one_port(pg_url: str, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+async def test_the_report_limit_holds_for_the_deployment_not_per_worker(pg_url: str, tmp_path: Path) -> None:
+    control = user_add(pg_url, tmp_path, "control1", "control")
+    async with aiohttp.ClientSession() as session:
+        with workers() as started:
+            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
+            started += [a, b]
+            await a.ready(session)
+            await b.ready(session)
+            await make_event(session, a.base, control)
+            await seen_on(session, b, f"/api/v1/events/{TAG}", control)
+            statuses = []
+            for n in range(8):  # the default burst is 5, shared by both workers
+                base = (a, b)[n % 2].base
+                async with session.post(f"{base}/api/v1/events/{TAG}/reports",
+                                        json={"text": f"crowd surge {n}", "location": {"lat": 53.38, "lon": -1.47}}
+                                        ) as resp:
+                    statuses.append(resp.status)
+                    if resp.status == 429:
+                        assert int(resp.headers["Retry-After"]) >= 1
+            assert statuses == [202] * 5 + [429] * 3, statuses
+
+
+async def test_concurrent_writers_and_a_tailer_that_never_sees_a_seq_twice(pg_url: str, tmp_path: Path) -> None:
+    """Writers on three workers; a tailer paging `since=` round-robin over them only ever moves forward and
+    ends up with every acknowledged seq, each once, and no gap in what the workers hold."""
+    control = user_add(pg_url, tmp_path, "control1", "control")
+    officer = user_add(pg_url, tmp_path, "officer1", "officer")
+    async with aiohttp.ClientSession() as session:
+        with workers() as started:
+            started += [Worker(pg_url, tmp_path) for _ in range(3)]
+            for w in started:
+                await w.ready(session)
+            await make_event(session, started[0].base, control)
+            acked: list[int] = []
+            stop = asyncio.Event()
+
+            async def writer(i: int) -> None:
+                for n in range(40):
+                    async with session.post(f"{started[i % 3].base}/api/v1/events/{TAG}/updates",
+                                            json={"text": f"w{i} {n}", "visibility": "internal"},
+                                            headers=bearer(officer)) as resp:
+                        assert resp.status == 201
+                        acked.append((await resp.json())["seq"])
+
+            seen: list[int] = []
+
+            async def tailer() -> None:
+                k = 0
+                while True:
+                    last = seen[-1] if seen else 0
+                    base = started[k % 3].base
+                    k += 1
+                    async with session.get(f"{base}/api/v1/events/{TAG}/updates",
+                                           params={"since": last, "limit": 500}, headers=bearer(officer)) as resp:
+                        page = [i["seq"] for i in (await resp.json())["items"]]
+                    for seq in page:
+                        assert seq > (seen[-1] if seen else 0), f"seq {seq} after {seen[-1]}"
+                        seen.append(seq)
+                    if stop.is_set() and not page and len(seen) >= len(acked):
+                        return
+                    await asyncio.sleep(0.01)
+
+            tail = asyncio.create_task(tailer())
+            await asyncio.gather(*[writer(i) for i in range(6)])
+            stop.set()
+            await asyncio.wait_for(tail, timeout=30)
+            assert sorted(acked) == seen

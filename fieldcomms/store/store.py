@@ -321,6 +321,9 @@ class Store(MemoryView):
                 path.unlink()  # every record in it is <= seq, so the snapshot holds it
         fsync_dir(self.data_dir)
 
+    async def take_token(self, key: str, rate_per_s: float, burst: int) -> float | None:
+        return None  # one process: the in-process limiter is the deployment's
+
     def health(self) -> dict[str, Any]:
         return {"ok": True}  # a failed journal refuses writes but reads still answer: the process is alive
 

@@ -54,6 +54,24 @@ MIGRATIONS: list[str] = [
         at double precision NOT NULL
     );
     """,
+    # 2: the token bucket as one function, on the database's clock, so every worker spends from the same bucket.
+    """
+    CREATE FUNCTION fc_take_token(k text, rate double precision, burst double precision)
+    RETURNS double precision LANGUAGE plpgsql AS $$
+    DECLARE
+        now_ double precision := extract(epoch FROM clock_timestamp());
+        t double precision;
+    BEGIN
+        INSERT INTO fc_rate VALUES (k, burst, now_) ON CONFLICT (key) DO NOTHING;
+        SELECT least(burst, tokens + greatest(0, now_ - at) * rate) INTO t FROM fc_rate WHERE key = k FOR UPDATE;
+        IF t >= 1 THEN
+            UPDATE fc_rate SET tokens = t - 1, at = now_ WHERE key = k;
+            RETURN 0;
+        END IF;
+        UPDATE fc_rate SET tokens = t, at = now_ WHERE key = k;
+        RETURN (1 - t) / rate;
+    END $$;
+    """,
 ]
 
 VERSION = len(MIGRATIONS)

@@ -355,6 +355,20 @@ class PgStore(MemoryView):
             return False
         return True
 
+    async def take_token(self, key: str, rate_per_s: float, burst: int) -> float | None:
+        """A token from a bucket every worker shares (see StoreProtocol.take_token)."""
+        if not self.db_ok or self._pool is None:
+            raise DatabaseUnavailable()
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute("SELECT fc_take_token(%s, %s, %s)", (key, rate_per_s, float(burst)))
+                row = await cur.fetchone()
+        except DOWN as exc:
+            self._set_down(exc)
+            raise DatabaseUnavailable() from None
+        assert row is not None
+        return float(row[0])
+
     # ---- following the changes table -----------------------------------------------------------
 
     async def catch_up(self) -> None:
