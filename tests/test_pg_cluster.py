@@ -461,3 +461,28 @@ async def test_concurrent_writers_and_a_tailer_that_never_sees_a_seq_twice(pg_ur
             stop.set()
             await asyncio.wait_for(tail, timeout=30)
             assert sorted(acked) == seen
+
+
+async def test_one_tag_and_one_callsign_created_on_two_workers_at_once(pg_url: str, tmp_path: Path) -> None:
+    control = user_add(pg_url, tmp_path, "control1", "control")
+    admin = user_add(pg_url, tmp_path, "admin1", "admin")
+    async with aiohttp.ClientSession() as session:
+        with workers() as started:
+            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
+            started += [a, b]
+            await a.ready(session)
+            await b.ready(session)
+            for n in range(5):
+                async def event(base: str, n: int = n) -> int:
+                    async with session.post(f"{base}/api/v1/events", json={"tag": f"march{n}", "title": base},
+                                            headers=bearer(control)) as resp:
+                        return resp.status
+
+                async def user(base: str, n: int = n) -> int:
+                    async with session.post(f"{base}/api/v1/users", json={"name": base, "callsign": f"unit{n}",
+                                                                            "role": "officer"},
+                                            headers=bearer(admin)) as resp:
+                        return resp.status
+
+                assert sorted(await asyncio.gather(event(a.base), event(b.base))) == [201, 409]
+                assert sorted(await asyncio.gather(user(a.base), user(b.base))) == [201, 409]
