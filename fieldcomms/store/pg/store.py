@@ -40,7 +40,7 @@ BATCH_MAX = 500
 PULL_MAX = 5000
 POLL_S = 1.0  # a missed NOTIFY (a dropped LISTEN connection) costs at most this long
 LOAD_BATCH = 20_000
-COALESCE_S = 0.01  # another worker's change waits this long for company before it is pulled
+COALESCE_S = 0.02  # under load, another worker's changes are pulled at most this often (one query for several)
 CONNECT_TIMEOUT_S = 3
 DOWN = (psycopg.OperationalError, PoolTimeout)  # the database cannot be reached (or went away mid-way)
 RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -392,6 +392,8 @@ class PgStore(MemoryView):
         assert row is not None
         target = int(row[0])
         self.committed_seq = max(self.committed_seq, target)
+        if target > self.last_seq and self._behind_since is None:
+            self._behind_since = time.monotonic()
         self._doorbell.set()
         deadline = time.monotonic() + 10
         while self.last_seq < target and time.monotonic() < deadline and self.opened:
@@ -414,7 +416,6 @@ class PgStore(MemoryView):
     async def _pull(self) -> None:
         assert self._pool is not None
         while True:
-            asked = time.monotonic()
             self._pulled_at = asyncio.get_running_loop().time()
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
@@ -431,9 +432,7 @@ class PgStore(MemoryView):
                 self._progress = asyncio.Event()
             if len(rows) < PULL_MAX:
                 if self.last_seq >= self.committed_seq:
-                    self._behind_since = None
-                elif self._behind_since is None:
-                    self._behind_since = asked
+                    self._behind_since = None  # caught up with everything known to be committed
                 return
 
     def _apply_record(self, seq: int, type_: str, coll: str, record: Doc) -> None:
@@ -464,6 +463,8 @@ class PgStore(MemoryView):
                     async for note in conn.notifies():
                         seq = int(note.payload or 0)
                         self.committed_seq = max(self.committed_seq, seq)
+                        if seq > self.last_seq and self._behind_since is None:
+                            self._behind_since = time.monotonic()  # the feed lag runs from here
                         # Our own batches were pulled at once after their commit. Another worker's are pulled at
                         # once when this worker is idle, else at most every COALESCE_S, so that under load
                         # several batches come in one query (every worker applies every change: the cost per
