@@ -337,7 +337,7 @@ async def test_user_add_works_while_workers_run_and_callsigns_stay_unique(pg_url
 
 def test_bad_database_urls_and_newer_schemas_are_refused_in_one_line(pg_url: str, tmp_path: Path) -> None:
     cases = [
-        ("mysql://nope", "not a postgresql://"),
+        ("mysql://nope", "must be a postgresql://"),
         ("postgresql://postgres@127.0.0.1:1/x", "cannot use the database"),
     ]
     for url, says in cases:
