@@ -1,4 +1,4 @@
-"""Command line: fieldcomms serve | user add | user revoke | demo | check | salvage; fieldcomms --version."""
+"""Command line: fieldcomms serve | user add | user revoke | demo | check | salvage | migrate; fieldcomms --version."""
 
 from __future__ import annotations
 
@@ -16,15 +16,16 @@ from aiohttp import web
 from . import __version__
 from .auth import make_user
 from .config import Settings, load_settings
-from .errors import DataDirLocked, StorageError
+from .errors import DataDirLocked, StorageError, WriteConflict
 from .keys import SERVICES
 from .model import ROLES, validate_user
 from .services import Services
-from .store import Store
+from .store import StoreProtocol, make_store
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
-    values = {"data_dir": getattr(args, "data_dir", None), **overrides}
+    values = {"data_dir": getattr(args, "data_dir", None), "database_url": getattr(args, "database_url", None),
+              **overrides}
     return load_settings(getattr(args, "config", None), overrides=values)
 
 
@@ -53,24 +54,25 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, *, worker: int = 0) -> int:
     from .app import create_app
     from .ops import configure_logging
     from .server import FieldcommsRunner, wait_for_stop_signal
 
     configure_logging(settings.log_level)
-    app = create_app(settings)
-    runner = FieldcommsRunner(app, settings)
     try:
+        app = create_app(settings)
+        runner = FieldcommsRunner(app, settings)
         await runner.setup()
-    except StorageError as exc:  # locked, or a journal damaged beyond a torn tail: say so, and which file
+    except StorageError as exc:  # locked, a journal damaged beyond a torn tail, a bad or unreachable database
         print(f"fieldcomms: cannot serve: {exc}", file=sys.stderr)
         return 1
     ctx = app[SERVICES]
-    token = await _bootstrap_admin(ctx)
+    token = await _bootstrap_admin(ctx) if worker == 0 else None  # one worker makes the first admin
     tune_gc()
-    # Many handsets and thousands of stream subscribers connect at once when an event goes live.
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    # Many handsets and thousands of stream subscribers connect at once when an event goes live. Workers
+    # started by `--workers N` share the port (SO_REUSEPORT): the kernel spreads connections over them.
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_port=settings.workers > 1)
     try:
         await site.start()
     except OSError as exc:
@@ -78,8 +80,8 @@ async def serve(settings: Settings) -> int:
         await runner.cleanup()
         return 1
     base = f"http://{settings.host}:{settings.port}"
-    print(f"fieldcomms serving {base} with data in {settings.data_path.resolve()} (seq {ctx.store.last_seq})",
-          flush=True)
+    where = "PostgreSQL" if settings.database_url else str(settings.data_path.resolve())
+    print(f"fieldcomms serving {base} with data in {where} (seq {ctx.store.last_seq})", flush=True)
     if token is not None:
         print("No admin user yet: created one. Its token (shown once):", flush=True)
         print(f"  {token}", flush=True)
@@ -101,16 +103,16 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-async def _with_store(settings: Settings) -> tuple[Store, Services] | None:
-    store = Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
-    ctx = Services(settings, store)
+async def _with_store(settings: Settings) -> tuple[StoreProtocol, Services] | None:
     try:
+        store = make_store(settings)
+        ctx = Services(settings, store)
         await store.open()
     except DataDirLocked as exc:
         print(f"fieldcomms: {exc}. A running server holds it: add users through POST /api/v1/users "
               "with an admin token, or stop the server first.", file=sys.stderr)
         return None
-    except StorageError as exc:
+    except StorageError as exc:  # unreachable or too new a database, a journal damaged beyond a torn tail
         print(f"fieldcomms: {exc}", file=sys.stderr)
         return None
     return store, ctx
@@ -133,7 +135,11 @@ async def user_add(settings: Settings, name: str, callsign: str, role: str) -> i
             print(f"fieldcomms: the callsign {callsign} is taken", file=sys.stderr)
             return 1
         doc, token = make_user(data["name"], data["callsign"], data["role"])
-        await store.append("user", "users", doc)
+        try:
+            await store.append("user", "users", doc)
+        except WriteConflict:  # PostgreSQL: a server took the callsign a moment ago
+            print(f"fieldcomms: the callsign {callsign} is taken", file=sys.stderr)
+            return 1
     finally:
         await store.close()
     print(f"Created {data['role']} {data['callsign']} ({doc['id']}). Token, shown once:")
@@ -151,7 +157,12 @@ async def user_revoke(settings: Settings, callsign: str) -> int:
         if user is None:
             print(f"fieldcomms: no user with the callsign {callsign}", file=sys.stderr)
             return 1
-        await store.append("user", "users", {**user, "revoked": True})
+        for _attempt in range(5):
+            try:
+                await store.append("user", "users", {**user, "revoked": True})
+                break
+            except WriteConflict:  # PostgreSQL: a server changed the user meanwhile; revoke the newer version
+                user = store.get_by("users", "callsign", callsign.lower()) or user
     finally:
         await store.close()
     print(f"Revoked the token of {callsign}.")
@@ -160,6 +171,11 @@ async def user_revoke(settings: Settings, callsign: str) -> int:
 
 def check(settings: Settings) -> int:
     from .check import check_data_dir
+
+    if settings.database_url:
+        from .store.pg.check import check_database
+
+        return asyncio.run(check_database(settings.database_url))
 
     report = check_data_dir(settings.data_path, workers=os.cpu_count() or 1)
     print(f"fieldcomms check {settings.data_path.resolve()}")
@@ -202,14 +218,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"fieldcomms {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser) -> None:
+    def common(sp: argparse.ArgumentParser, database: bool = True) -> None:
         sp.add_argument("--data-dir", help="data directory (FIELDCOMMS_DATA_DIR; default ./data)")
         sp.add_argument("--config", help="TOML settings file (FIELDCOMMS_CONFIG)")
+        if database:
+            sp.add_argument("--database-url", help="postgresql://user@host:port/dbname: the deployment lives in "
+                            "PostgreSQL (FIELDCOMMS_DATABASE_URL; default: the embedded store in --data-dir)")
 
     s = sub.add_parser("serve", help="run the server")
     common(s)
     s.add_argument("--host", help="address to listen on (FIELDCOMMS_HOST; default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (FIELDCOMMS_PORT; default 8080)")
+    s.add_argument("--workers", type=int, help="serving processes on one port; above 1 needs --database-url "
+                   "(FIELDCOMMS_WORKERS; default 1)")
+    s.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)  # set by the supervisor
 
     u = sub.add_parser("user", help="manage users")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -222,24 +244,39 @@ def parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("callsign")
 
-    c = sub.add_parser("check", help="verify a data directory: the tamper-evident chain from the first change, "
-                                     "checksums, the snapshot against the journal, media files (exit 1 on a problem)")
+    c = sub.add_parser("check", help="verify a data directory (the tamper-evident chain from the first change, "
+                                     "checksums, the snapshot against the journal, media files) or a database "
+                                     "(gapless seqs, the chain); exit 1 on a problem")
     common(c)
     sv = sub.add_parser("salvage", help="on a stopped server: copy damaged journal segments aside, then keep their "
                                         "readable changes and record what was lost")
-    common(sv)
+    common(sv, database=False)
+    m = sub.add_parser("migrate", help="copy an embedded deployment (--data-dir) into an empty PostgreSQL "
+                       "database (--database-url), every change with its seq")
+    common(m)
     d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens "
                        "and the URLs to open once `fieldcomms serve` runs with the same settings")
-    common(d)
+    common(d, database=False)
     d.add_argument("--host", help="the address `serve` will listen on, for the URLs printed (FIELDCOMMS_HOST)")
     d.add_argument("--port", type=int, help="the port `serve` will listen on, for the URLs printed (FIELDCOMMS_PORT)")
     return p
 
 
+def _is_worker() -> bool:
+    import os
+
+    return os.environ.get("FIELDCOMMS_WORKER_OF") is not None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
-        return asyncio.run(serve(_settings(args, host=args.host, port=args.port)))
+        settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
+        if settings.workers > 1 and args.worker_index == 0 and not _is_worker():
+            from .workers import supervise
+
+            return supervise(settings, sys.argv[1:] if argv is None else list(argv))
+        return asyncio.run(serve(settings, worker=args.worker_index))
     if args.command == "user" and args.user_command == "add":
         return asyncio.run(user_add(_settings(args), args.name, args.callsign, args.role))
     if args.command == "user" and args.user_command == "revoke":
@@ -248,6 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(_settings(args))
     if args.command == "salvage":
         return salvage(_settings(args))
+    if args.command == "migrate":
+        settings = _settings(args)
+        if not settings.database_url:
+            print("fieldcomms: migrate needs --database-url (where to copy the deployment to)", file=sys.stderr)
+            return 2
+        from .store.pg.copy import copy_data_dir
+
+        return asyncio.run(copy_data_dir(settings))
     if args.command == "demo":
         from .demo import run as run_demo
 

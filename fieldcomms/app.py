@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import importlib
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import ModuleType
 
@@ -18,9 +19,10 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from .auth import auth_middleware
 from .config import Settings
-from .errors import ApiError
-from .keys import SERVICES, SETTINGS, VIEWER
+from .errors import ApiError, Conflict, WriteConflict
+from .keys import BODY, SERVICES, SETTINGS, VIEWER
 from .services import Services, build_services
+from .store.protocol import WRITES_DONE
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,33 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return star is not None and star > 0
 
 
+WRITE_ATTEMPTS = 30  # ten officers amplifying one update at once: each round, at least one wins per worker
+
+
+@web.middleware
+async def write_retry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With PostgreSQL, a write that lost a compare-and-set race to another worker (WriteConflict, raised once
+    this worker has caught up) runs again, now reading the newer version: concurrent amplifications,
+    acknowledgements or status changes on different workers all count. Only a request that has stored nothing
+    yet and whose body can be read again is re-run; else the client gets 409 and sends it again."""
+    if request.method in (hdrs.METH_GET, hdrs.METH_HEAD):
+        return await handler(request)
+    done = [0]
+    token = WRITES_DONE.set(done)
+    try:
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                return await handler(request)
+            except WriteConflict as exc:
+                rerunnable = BODY in request or not request.body_exists
+                if done[0] or not rerunnable or attempt == WRITE_ATTEMPTS - 1:
+                    raise Conflict(f"{exc} while this request ran; send it again.") from None
+                await asyncio.sleep(random.random() * 0.002 * min(attempt + 1, 10))  # spread the next round
+        raise AssertionError("unreachable")
+    finally:
+        WRITES_DONE.reset(token)
+
+
 def load_modules() -> list[ModuleType]:
     return [importlib.import_module(name) for name in API_MODULES]
 
@@ -174,7 +203,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
 
     services = services or build_services(settings)
     app = web.Application(middlewares=[ops.observe_middleware, error_middleware, http_cache_middleware,
-                                       auth_middleware],
+                                       auth_middleware, write_retry_middleware],
                           client_max_size=max_request_bytes(settings))
     app[SETTINGS] = settings
     app[SERVICES] = services

@@ -12,7 +12,7 @@ from aiohttp import web
 from .errors import Forbidden, Unauthorized
 from .keys import SERVICES, VIEWER
 from .model import new_id, now_str
-from .store import Store
+from .store import StoreProtocol
 from .visibility import Viewer
 
 TOKEN_PREFIX = "fc_"
@@ -28,7 +28,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def viewer_for_token(store: Store, token: str, known: dict[str, Viewer] | None = None) -> Viewer | None:
+def viewer_for_token(store: StoreProtocol, token: str, known: dict[str, Viewer] | None = None) -> Viewer | None:
     """The user a token belongs to, or None. `known` caches the answers by token hash (never the token);
     its owner empties it whenever a user changes."""
     digest = hash_token(token)

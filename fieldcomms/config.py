@@ -92,6 +92,14 @@ def _push_contact(value: str) -> str | None:
     return None if parts.scheme == "https" and parts.netloc else "must be a mailto: or https:// URL (RFC 8292)"
 
 
+def _database_url_or_empty(value: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    return None if parts.scheme in ("postgresql", "postgres") and parts.netloc else (
+        "must be a postgresql://user@host:port/dbname URL, or empty")
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -101,6 +109,15 @@ class Settings:
     port: int = setting(8080, "TCP port to listen on.", between(1, 65535))
     data_dir: str = setting("./data", "Directory for the journal, snapshots and photos; locked while serving.",
                              _non_empty)
+    database_url: str = setting(
+        "", "postgresql://user@host:port/dbname: keep the deployment in PostgreSQL, shared by any number of "
+        "workers; empty: the embedded store in data_dir.", _database_url_or_empty)
+    media_dir: str = setting("", "Directory for photos; every worker must see the same one. Empty: data_dir/media.")
+    max_lag_s: float = setting(
+        5.0, "PostgreSQL only: /healthz answers 503 while this worker's view lags the database by more seconds.",
+        above(0))
+    workers: int = setting(1, "Serving processes on one port (SO_REUSEPORT); above 1 needs database_url.",
+                           between(1, 256))
     base_url: str = setting("", "Public URL of this server for links in feeds and CAP; empty: http://host:port.",
                              _http_url_or_empty)
     organisation: str = setting("fieldcomms demo police", "Who publishes: the author of feeds, CAP and ClaimReview.",
@@ -177,6 +194,10 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def media_path(self) -> Path:
+        return Path(self.media_dir) if self.media_dir else self.data_path / "media"
 
     @property
     def public_base_url(self) -> str:

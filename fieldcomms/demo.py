@@ -34,7 +34,7 @@ from .media import MediaStore, process_photo
 from .model import validate_event_create, validate_update, validate_user
 from .rumours import lifecycle
 from .services import Services
-from .store import Store
+from .store import Store, StoreProtocol
 from .visibility import Viewer
 
 Doc = dict[str, Any]
@@ -225,7 +225,7 @@ class DemoRefused(Exception):
     """The directory holds something the demo must not overwrite."""
 
 
-def _check_users(store: Store) -> None:
+def _check_users(store: StoreProtocol) -> None:
     for callsign, _name, _role in USERS:
         existing = store.get_by("users", "callsign", callsign.lower())
         if existing is not None and not existing.get("_demo"):
@@ -233,7 +233,7 @@ def _check_users(store: Store) -> None:
                               "load the demo into another --data-dir")
 
 
-async def _users(store: Store) -> tuple[dict[str, Viewer], list[tuple[str, str, str, str]]]:
+async def _users(store: StoreProtocol) -> tuple[dict[str, Viewer], list[tuple[str, str, str, str]]]:
     viewers: dict[str, Viewer] = {}
     tokens = []
     for callsign, name, role in USERS:
@@ -251,7 +251,7 @@ async def _users(store: Store) -> tuple[dict[str, Viewer], list[tuple[str, str, 
     return viewers, tokens
 
 
-async def _zones(store: Store, event: Doc) -> list[Doc]:
+async def _zones(store: StoreProtocol, event: Doc) -> list[Doc]:
     zones = []
     for name, kind, visibility, buffer_m, geometry in ZONES:
         feature = {"type": "Feature", "geometry": geometry,
@@ -261,7 +261,7 @@ async def _zones(store: Store, event: Doc) -> list[Doc]:
     return zones
 
 
-async def _photos(store: Store, media: MediaStore, users: dict[str, Viewer]) -> dict[str, Doc]:
+async def _photos(store: StoreProtocol, media: MediaStore, users: dict[str, Viewer]) -> dict[str, Doc]:
     from .api.photos import photo_record
 
     photos = {}
@@ -293,7 +293,7 @@ async def _updates(ctx: Services, event: Doc, users: dict[str, Viewer], photos: 
     return updates
 
 
-async def _positions(store: Store, users: dict[str, Viewer]) -> int:
+async def _positions(store: StoreProtocol, users: dict[str, Viewer]) -> int:
     """Each officer's track, reported point by point as a handset would (one document per officer)."""
     for callsign, track in TRACKS.items():
         doc = None
@@ -331,7 +331,7 @@ async def _rumours(ctx: Services, users: dict[str, Viewer], updates: dict[str, D
     return 2
 
 
-async def _report(store: Store) -> None:
+async def _report(store: StoreProtocol) -> None:
     await store.append("report", "reports", {
         "id": demo_id("rep", "flares"), "event": TAG, "text": "heard they'll let off flares on Fargate later??",
         "location": {**loc(FARGATE, 50), "source": "device"}, "contact": None, "received_at": at("12:25"),
@@ -345,7 +345,7 @@ async def load(ctx: Services) -> Loaded:
     event = {"id": TAG, **validate_event_create(EVENT), "created_at": "2011-03-01T09:00:00Z"}
     users, tokens = await _users(store)
     zones = await _zones(store, event)  # indexed as they are stored: updates get their zones from ctx.zones_for
-    photos = await _photos(store, MediaStore(ctx.settings.data_path / "media"), users)
+    photos = await _photos(store, MediaStore(ctx.settings.media_path), users)
     updates = await _updates(ctx, event, users, photos)
     positions = await _positions(store, users)
     rumours = await _rumours(ctx, users, updates)

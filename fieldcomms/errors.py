@@ -125,3 +125,20 @@ class JournalCorrupt(StorageError):
             f"{segment}: line {line} (byte {offset}) is corrupt and changes follow it; nothing was dropped. "
             "Run `fieldcomms check` to see the damage and `fieldcomms salvage` to keep what can be kept "
             "(it copies the damaged file aside first)")
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL cannot be reached: writes are refused (fail closed) until the worker reconnects by itself."""
+
+    def __init__(self, detail: str = "The database cannot be reached; nothing was stored. Try again shortly.",
+                 retry_after: int = 2, **kw: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, **kw)
+
+
+class WriteConflict(StorageError):
+    """Another worker changed the item (or took the key) first; nothing was written. The view has caught up
+    when this is raised, so running the request again reads the newer version."""
+
+
+class StoreUnavailable(StorageError):
+    """The store cannot be opened (a malformed database URL, a refused connection, a newer schema): said in
+    one line to whoever started the server or command."""

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from .errors import ValidationFailed
-from .store import Store
+from .errors import ValidationFailed, WriteConflict
+from .store import StoreProtocol
 
 HEADER = "Idempotency-Key"
 COLL = "idempotency"
@@ -37,17 +37,21 @@ class Slot:
 
     record_id: str
     fingerprint: str
+    prev_seq: int | None = None  # an expired record being replaced: the version it replaces (compare-and-set)
 
     def aux(self, render: Callable[[Doc], Doc], status: int = 201) -> Callable[[Doc], Iterable[tuple[str, Doc]]]:
         def records(stored: Doc) -> Iterable[tuple[str, Doc]]:
-            return [(COLL, {"id": self.record_id, "fingerprint": self.fingerprint, "status": status,
-                            "body": render(stored), "at": time.time()})]
+            record = {"id": self.record_id, "fingerprint": self.fingerprint, "status": status,
+                      "body": render(stored), "at": time.time()}
+            if self.prev_seq is not None:
+                record["seq"] = self.prev_seq
+            return [(COLL, record)]
 
         return records
 
 
 class Idempotency:
-    def __init__(self, store: Store, ttl_hours: float) -> None:
+    def __init__(self, store: StoreProtocol, ttl_hours: float) -> None:
         self.store = store
         self.ttl_s = max(ttl_hours, 24.0) * 3600
         self._inflight: dict[str, asyncio.Future[None]] = {}
@@ -75,7 +79,15 @@ class Idempotency:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[record_id] = done
         try:
-            return await create(Slot(record_id, fp))
+            return await create(Slot(record_id, fp, None if stored is None else stored["seq"]))
+        except WriteConflict:
+            # Another worker took the same key first (PostgreSQL): its answer is ours; the store has caught up.
+            stored = self.store.get(COLL, record_id)
+            if stored is None:
+                raise
+            if stored["fingerprint"] != fp:
+                raise ValidationFailed.one(HEADER, "was already used with a different request body") from None
+            return stored["status"], stored["body"]
         finally:
             del self._inflight[record_id]
             done.set_result(None)

@@ -11,3 +11,5 @@ from .visibility import Viewer
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", Services)
 VIEWER: web.RequestKey[Viewer | None] = web.RequestKey("viewer")  # None is the public
+# The request body as read (api/common.read_body), kept so a request that lost a write race can run again.
+BODY: web.RequestKey[bytes] = web.RequestKey("body")

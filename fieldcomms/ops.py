@@ -64,17 +64,29 @@ class Metrics:
         for coll in ("events", "updates", "photos", "rumours", "reports", "zones", "positions", "alerts", "users"):
             docs.add_metric([coll], store.count(coll))
         yield docs
-        yield GaugeMetricFamily("fieldcomms_store_disk_bytes", "Journal and snapshot bytes on disk.",
-                                value=store.disk_bytes())
-        yield CounterMetricFamily("fieldcomms_journal_fsyncs", "Journal group commits (one fsync each).",
-                                  value=store.fsync_count)
-        yield CounterMetricFamily("fieldcomms_journal_fsync_seconds", "Time spent writing and fsyncing the journal.",
-                                  value=store.fsync_seconds_total)
+        for name, value in store.metrics().items():
+            help_text, counter = STORE_METRICS.get(name, (name.replace("_", " ") + ".", False))
+            family = CounterMetricFamily if counter else GaugeMetricFamily
+            yield family("fieldcomms_" + name, help_text, value=value)
         yield GaugeMetricFamily("fieldcomms_stream_subscribers", "Open live-stream subscribers.",
                                 value=ctx.broker.stats()["subscribers"])
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # collected fresh each scrape
+
+
+# Backend figures (StoreProtocol.metrics): help text, and whether it only grows (a counter).
+STORE_METRICS: dict[str, tuple[str, bool]] = {
+    "store_disk_bytes": ("Journal and snapshot bytes on disk.", False),
+    "journal_fsyncs": ("Journal group commits (one fsync each).", True),
+    "journal_fsync_seconds": ("Time spent writing and fsyncing the journal.", True),
+    "database_up": ("1 while PostgreSQL answers; writes are refused (503) while 0.", False),
+    "feed_lag_seconds": ("How long this worker's view has been behind the changes table (0: caught up).", False),
+    "feed_committed_seq": ("Newest seq known committed in PostgreSQL.", False),
+    "pg_commits": ("PostgreSQL group commits by this worker.", True),
+    "pg_commit_seconds": ("Time spent in PostgreSQL write transactions.", True),
+    "pg_write_conflicts": ("Writes that lost a compare-and-set race to another worker (then retried).", True),
+}
 
 
 def route_of(request: web.Request) -> str:

@@ -33,7 +33,7 @@ from .photo_pool import PhotoWorkers
 from .push.service import PushService
 from .ratelimit import TokenBucketLimiter
 from .rumours.matching import DEFAULT_THRESHOLD, Matcher
-from .store import Store
+from .store import StoreProtocol, make_store
 from .visibility import Item, Viewer, view
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ RetractHook = Callable[[Item, Viewer], Awaitable[None]]
 class Services:
     """Every part, typed. Built before the store opens, so that loading it fills every index."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: StoreProtocol) -> None:
         self.settings = settings
         self.store = store
         self._photo_updates: dict[str, set[str]] = defaultdict(set)
@@ -64,7 +64,7 @@ class Services:
         store.on_apply(self.positions.on_apply, {"positions"})
         self.map = map_domain.MapIndex(self)
         store.on_apply(self.map.on_apply, map_domain.POINT_COLLS, loading=False)  # it builds lazily
-        self.media = MediaStore(settings.data_path / "media")
+        self.media = MediaStore(settings.media_path)  # shared by every worker on PostgreSQL
         self.photo_workers = PhotoWorkers()  # processes start with the first photo
         self.matcher = Matcher(settings.match_threshold or DEFAULT_THRESHOLD)
         self.feed_cache = FeedCache()
@@ -111,6 +111,13 @@ class Services:
         await asyncio.to_thread(self.photo_workers.close)
         await self.store.close()
 
+    async def take_report_token(self, client: str) -> float:
+        """The public-report limit, for the whole deployment (shared in PostgreSQL by every worker)."""
+        settings = self.settings
+        wait = await self.store.take_token("report:" + client, settings.report_rate_per_minute / 60.0,
+                                           settings.report_burst)
+        return self.report_limiter.take(client) if wait is None else wait
+
     # ---- derived indexes ----------------------------------------------------------------------------------
 
     def zones_for(self, event: str, lat: float, lon: float) -> list[dict[str, object]]:
@@ -142,6 +149,6 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    """The deployment the settings describe: the embedded store under `data_dir`."""
-    store = Store(settings.data_path, fsync=settings.fsync, snapshot_every=settings.snapshot_every)
-    return Services(settings, store)
+    """The deployment the settings describe: PostgreSQL when `database_url` is set, else the embedded store
+    under `data_dir`."""
+    return Services(settings, make_store(settings))

@@ -9,7 +9,8 @@ role made straight through the store, and a live event.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,47 @@ async def revoke_user(app: web.Application, callsign: str) -> None:
     await store.append("user", "users", {**user, "revoked": True})
 
 
+# The API test modules that run against both backends (the rest run on the embedded store only: they test
+# the journal, or reach into it). Every test here builds its app through the `settings` fixture.
+BOTH_BACKENDS = {"test_updates", "test_rumours", "test_alerts", "test_users", "test_events", "test_idempotency",
+                 "test_map", "test_auth_matrix", "test_feeds_routes",
+                 "test_positions", "test_zones", "test_stream", "test_photos", "test_reports"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        both = metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS
+        metafunc.parametrize("backend", ["embedded", "pg"] if both else ["embedded"], scope="function")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """One database on the shared server for the whole run, dropped after."""
+    import pgdb
+
+    why = pgdb.server_reachable()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required: {why}")
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {why}")
+    name = pgdb.create_database()
+    yield f"{pgdb.SERVER}/{name}"
+    pgdb.drop_database(name)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=str(tmp_path / "data"), fsync=True, demo_admin=False)
+def pg_url(pg_database: str) -> str:
+    """The run's database, emptied: each test starts on a fresh schema."""
+    import pgdb
+
+    pgdb.empty_database(pg_database)
+    return pg_database
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
+    database_url = request.getfixturevalue("pg_url") if backend == "pg" else ""
+    return Settings(data_dir=str(tmp_path / "data"), fsync=True, demo_admin=False, database_url=database_url)
 
 
 @pytest.fixture

@@ -34,7 +34,8 @@ def test_every_part_is_a_typed_attribute_not_a_string_key(tmp_path: Path) -> Non
     services = build_services(Settings(data_dir=str(tmp_path / "d")))
     assert not hasattr(services, "extensions")
     hints = Services.__init__.__annotations__
-    assert hints["settings"] == "Settings" and hints["store"] == "Store"
+    # The store is typed by its protocol: the embedded Store and PgStore both satisfy it.
+    assert hints["settings"] == "Settings" and hints["store"] == "StoreProtocol"
     for part in ("idempotency", "zones", "positions", "map", "media", "photo_workers", "matcher", "feed_cache",
                  "report_limiter", "auth_limiter", "broker"):
         assert getattr(services, part) is not None, part
@@ -47,3 +48,13 @@ def test_domain_code_imports_no_aiohttp() -> None:
             "fieldcomms.rumours.matching, fieldcomms.rumours.lifecycle; print('aiohttp' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_both_stores_satisfy_the_store_protocol(tmp_path: Path) -> None:
+    from fieldcomms.store import Store, StoreProtocol, make_store
+    from fieldcomms.store.pg import PgStore
+
+    embedded = make_store(Settings(data_dir=str(tmp_path / "d")))
+    pg = make_store(Settings(data_dir=str(tmp_path / "d"), database_url="postgresql://postgres@127.0.0.1/x"))
+    assert isinstance(embedded, Store) and isinstance(pg, PgStore)
+    assert isinstance(embedded, StoreProtocol) and isinstance(pg, StoreProtocol)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..errors import BadRequest, PayloadTooLarge, ValidationFailed
 from ..idempotency import HEADER, Slot
-from ..keys import SERVICES, VIEWER
+from ..keys import BODY, SERVICES, VIEWER
 from ..services import Services
 from ..visibility import Item, Viewer
 
@@ -65,7 +65,11 @@ async def idempotent_create(request: web.Request, caller: str, fp: str,
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """Read at most limit + 1 bytes, so 'too large' is known without reading everything."""
+    """Read at most limit + 1 bytes, so 'too large' is known without reading everything. Kept on the request:
+    a request that lost a write race to another worker runs again (app.write_retry_middleware)."""
+    cached = request.get(BODY)
+    if cached is not None:
+        return cached
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
     chunks: list[bytes] = []
@@ -78,7 +82,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         size += len(chunk)
     if size > limit:
         raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    request[BODY] = body
+    return body
 
 
 def parse_json(raw: bytes, field: str = "body") -> Any:

@@ -31,7 +31,9 @@ from ..errors import (
     StorageError,
     UnsupportedMediaType,
     ValidationFailed,
+    WriteConflict,
 )
+from ..idempotency import COLL as IDEMPOTENCY
 from ..idempotency import Slot, fingerprint
 from ..media import MediaStore, ProcessedPhoto, is_photo_id
 from ..model import now_str
@@ -205,12 +207,28 @@ def render_photo(doc: Doc) -> Doc:
     return {k: doc.get(k) for k in PHOTO_FIELDS}
 
 
+PHOTO_ATTEMPTS = 10
+
+
 async def store_photo(ctx: Services, uploader: Viewer, upload: Upload, slot: Slot | None = None) -> Doc:
     """Files first, then the record: a stored record always has its files. The same bytes give one record."""
     if upload.photo is not None:
         await asyncio.to_thread(ctx.media.save, upload.photo)
-    # No await between this check and the append, which applies to the view at once: two concurrent
-    # uploads of the same bytes cannot both create the record.
+    # On PostgreSQL the same bytes may arrive at two workers at once: the one that loses the race to create the
+    # record (WriteConflict, after catching up) finds it made and goes on from there. A multipart body cannot
+    # be read twice, so this retries here rather than in the middleware.
+    for _attempt in range(PHOTO_ATTEMPTS - 1):
+        try:
+            return await _store_photo_once(ctx, uploader, upload, slot)
+        except WriteConflict:
+            if slot is not None and ctx.store.get(IDEMPOTENCY, slot.record_id) is not None:
+                raise  # the same Idempotency-Key won elsewhere: Idempotency.run answers with its response
+    return await _store_photo_once(ctx, uploader, upload, slot)
+
+
+async def _store_photo_once(ctx: Services, uploader: Viewer, upload: Upload, slot: Slot | None) -> Doc:
+    # No await between this check and the append, which applies to the view at once (embedded store): two
+    # concurrent uploads of the same bytes cannot both create the record.
     existing = ctx.store.get("photos", upload.id)
     aux = slot.aux(render_photo) if slot is not None else None
     if existing is None:

@@ -21,7 +21,7 @@ async def create(request: web.Request) -> web.Response:
     event = open_event(ctx, request.match_info["tag"])
     # The limit is taken before the body is read: a flood of bad requests costs the sender as much as good ones.
     client = rate_key(client_address(request, ctx.settings.trusted_proxies))
-    wait = ctx.report_limiter.take(client)
+    wait = await ctx.take_report_token(client)
     if wait > 0:
         raise TooManyRequests(f"Too many reports from your address; try again in {wait:.0f} s.", wait)
     body = await read_json(request)

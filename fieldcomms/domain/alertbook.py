@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..model import parse_time_str
-from ..store import Store
+from ..store import StoreProtocol
 
 Doc = dict[str, Any]
 ALERTS = "alerts"
@@ -38,7 +38,7 @@ def ack_deadlines(alert: Doc) -> list[tuple[float, Doc]]:
 
 
 class AlertBook:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StoreProtocol) -> None:
         self._active: dict[str, dict[str, float]] = {}  # event -> {alert id: live until (epoch seconds)}
         self._due: dict[str, float] = {}  # alert id -> its earliest deadline not yet reported
         self.on_sooner: Callable[[], None] | None = None  # the escalation scheduler's wake-up

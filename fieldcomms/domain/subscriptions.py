@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ..errors import NotFound, ValidationFailed
 from ..model import Problems, check_unknown, new_id, now_str, require_object
 from ..push.endpoints import EndpointRefused, check_endpoint, parse_endpoint
-from ..store import Store
+from ..store import StoreProtocol
 from ..visibility import Viewer, view
 
 Doc = dict[str, Any]
@@ -75,7 +75,7 @@ def validate_subscription(body: Any, allow_insecure: bool) -> Doc:
 class Subscriptions:
     """Each officer's live subscriptions, kept in step with the store (and rebuilt from it on start)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StoreProtocol) -> None:
         self.store = store
         self._by_officer: dict[str, set[str]] = defaultdict(set)
         store.on_apply(self._on_apply, {SUBSCRIPTIONS})

@@ -15,7 +15,7 @@ import orjson
 from ..config import Settings
 from ..domain.subscriptions import SUBSCRIPTIONS, Subscriptions
 from ..errors import StorageError
-from ..store import Store
+from ..store import StoreProtocol
 from .sender import PushJob, PushSender
 from .vapid import VapidSigner, load_or_create, public_key
 
@@ -30,7 +30,7 @@ def alert_payload(alert: Doc) -> bytes:
 
 
 class PushService:
-    def __init__(self, settings: Settings, store: Store, subscriptions: Subscriptions) -> None:
+    def __init__(self, settings: Settings, store: StoreProtocol, subscriptions: Subscriptions) -> None:
         self.settings = settings
         self.store = store
         self.subscriptions = subscriptions
