@@ -1,4 +1,5 @@
-"""Command line: fieldcomms serve | user add | user revoke | demo | check | salvage; fieldcomms --version."""
+"""Command line: fieldcomms serve | user add | user revoke | demo | check | salvage | export | verify |
+purge --due; fieldcomms --version."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from . import __version__
 from .auth import make_user
 from .config import Settings, load_settings
+from .domain.audit import cli_actor, record_access
 from .errors import DataDirLocked, StorageError
 from .keys import SERVICES
 from .model import ROLES, validate_user
@@ -127,13 +129,14 @@ async def user_add(settings: Settings, name: str, callsign: str, role: str) -> i
     opened = await _with_store(settings)
     if opened is None:
         return 1
-    store, _ctx = opened
+    store, ctx = opened
     try:
         if store.get_by("users", "callsign", callsign.lower()) is not None:
             print(f"fieldcomms: the callsign {callsign} is taken", file=sys.stderr)
             return 1
         doc, token = make_user(data["name"], data["callsign"], data["role"])
         await store.append("user", "users", doc)
+        await record_access(ctx, cli_actor(), "user.create", ("user", str(doc["id"])), None, None)
     finally:
         await store.close()
     print(f"Created {data['role']} {data['callsign']} ({doc['id']}). Token, shown once:")
@@ -145,13 +148,14 @@ async def user_revoke(settings: Settings, callsign: str) -> int:
     opened = await _with_store(settings)
     if opened is None:
         return 1
-    store, _ctx = opened
+    store, ctx = opened
     try:
         user = store.get_by("users", "callsign", callsign.lower())
         if user is None:
             print(f"fieldcomms: no user with the callsign {callsign}", file=sys.stderr)
             return 1
         await store.append("user", "users", {**user, "revoked": True})
+        await record_access(ctx, cli_actor(), "user.revoke", ("user", user["id"]), None, None)
     finally:
         await store.close()
     print(f"Revoked the token of {callsign}.")
@@ -228,6 +232,18 @@ def parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("salvage", help="on a stopped server: copy damaged journal segments aside, then keep their "
                                         "readable changes and record what was lost")
     common(sv)
+    e = sub.add_parser("export", help="write an event's evidence bundle (works beside a running server)")
+    common(e)
+    e.add_argument("tag", help="the event's tag")
+    e.add_argument("file", help="the zip file to write")
+    e.add_argument("--reason", required=True, help="why the bundle is made (3 to 500 characters; access log)")
+    v = sub.add_parser("verify", help="check an evidence bundle offline: files, manifest, signature")
+    v.add_argument("file", help="the bundle (zip)")
+    v.add_argument("--key", help="the deployment's public key (PEM, or base64 as GET /api/v1/chain/key gives it)")
+    pg = sub.add_parser("purge", help="apply the retention policy (works with or without a running server)")
+    common(pg)
+    pg.add_argument("--due", action="store_true", required=True,
+                    help="purge every closed event whose retain_until has passed")
     d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens "
                        "and the URLs to open once `fieldcomms serve` runs with the same settings")
     common(d)
@@ -248,6 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(_settings(args))
     if args.command == "salvage":
         return salvage(_settings(args))
+    if args.command == "export":
+        from .evidence.cli import export
+
+        return export(_settings(args), args.tag, args.file, args.reason)
+    if args.command == "verify":
+        from .evidence.cli import verify
+
+        return verify(args.file, args.key)
+    if args.command == "purge":
+        from .evidence.cli import purge_due
+
+        return purge_due(_settings(args))
     if args.command == "demo":
         from .demo import run as run_demo
 

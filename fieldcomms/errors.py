@@ -125,3 +125,9 @@ class JournalCorrupt(StorageError):
             f"{segment}: line {line} (byte {offset}) is corrupt and changes follow it; nothing was dropped. "
             "Run `fieldcomms check` to see the damage and `fieldcomms salvage` to keep what can be kept "
             "(it copies the damaged file aside first)")
+
+
+class Gone(ApiError):
+    """410: it was here and has been erased for good (an original photo after a retention purge)."""
+
+    status, title, slug = 410, "Gone", "gone"
