@@ -1,4 +1,5 @@
-"""Command line: fieldcomms serve | user add | user revoke | demo | check | salvage | migrate; fieldcomms --version."""
+"""Command line: fieldcomms serve | user add | user revoke | demo | check | salvage | migrate | export | verify |
+purge --due; fieldcomms --version."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from . import __version__
 from .auth import make_user
 from .config import Settings, load_settings
+from .domain.audit import cli_actor, record_access
 from .errors import DataDirLocked, StorageError, WriteConflict
 from .keys import SERVICES
 from .model import ROLES, validate_user
@@ -129,7 +131,7 @@ async def user_add(settings: Settings, name: str, callsign: str, role: str) -> i
     opened = await _with_store(settings)
     if opened is None:
         return 1
-    store, _ctx = opened
+    store, ctx = opened
     try:
         if store.get_by("users", "callsign", callsign.lower()) is not None:
             print(f"fieldcomms: the callsign {callsign} is taken", file=sys.stderr)
@@ -140,6 +142,7 @@ async def user_add(settings: Settings, name: str, callsign: str, role: str) -> i
         except WriteConflict:  # PostgreSQL: a server took the callsign a moment ago
             print(f"fieldcomms: the callsign {callsign} is taken", file=sys.stderr)
             return 1
+        await record_access(ctx, cli_actor(), "user.create", ("user", str(doc["id"])), None, None)
     finally:
         await store.close()
     print(f"Created {data['role']} {data['callsign']} ({doc['id']}). Token, shown once:")
@@ -151,7 +154,7 @@ async def user_revoke(settings: Settings, callsign: str) -> int:
     opened = await _with_store(settings)
     if opened is None:
         return 1
-    store, _ctx = opened
+    store, ctx = opened
     try:
         user = store.get_by("users", "callsign", callsign.lower())
         if user is None:
@@ -163,6 +166,7 @@ async def user_revoke(settings: Settings, callsign: str) -> int:
                 break
             except WriteConflict:  # PostgreSQL: a server changed the user meanwhile; revoke the newer version
                 user = store.get_by("users", "callsign", callsign.lower()) or user
+        await record_access(ctx, cli_actor(), "user.revoke", ("user", user["id"]), None, None)
     finally:
         await store.close()
     print(f"Revoked the token of {callsign}.")
@@ -254,6 +258,18 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="copy an embedded deployment (--data-dir) into an empty PostgreSQL "
                        "database (--database-url), every change with its seq")
     common(m)
+    e = sub.add_parser("export", help="write an event's evidence bundle (works beside a running server)")
+    common(e, database=False)
+    e.add_argument("tag", help="the event's tag")
+    e.add_argument("file", help="the zip file to write")
+    e.add_argument("--reason", required=True, help="why the bundle is made (3 to 500 characters; access log)")
+    v = sub.add_parser("verify", help="check an evidence bundle offline: files, manifest, signature")
+    v.add_argument("file", help="the bundle (zip)")
+    v.add_argument("--key", help="the deployment's public key (PEM, or base64 as GET /api/v1/chain/key gives it)")
+    pg = sub.add_parser("purge", help="apply the retention policy (works with or without a running server)")
+    common(pg, database=False)
+    pg.add_argument("--due", action="store_true", required=True,
+                    help="purge every closed event whose retain_until has passed")
     d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens "
                        "and the URLs to open once `fieldcomms serve` runs with the same settings")
     common(d, database=False)
@@ -293,6 +309,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .store.pg.copy import copy_data_dir
 
         return asyncio.run(copy_data_dir(settings))
+
+    if args.command == "export":
+        from .evidence.cli import export
+
+        return export(_settings(args), args.tag, args.file, args.reason)
+    if args.command == "verify":
+        from .evidence.cli import verify
+
+        return verify(args.file, args.key)
+    if args.command == "purge":
+        from .evidence.cli import purge_due
+
+        return purge_due(_settings(args))
     if args.command == "demo":
         from .demo import run as run_demo
 

@@ -51,6 +51,8 @@ API_MODULES = [
     "fieldcomms.api.map",
     "fieldcomms.api.stream",
     "fieldcomms.api.chain",
+    "fieldcomms.api.evidence",
+    "fieldcomms.api.decisions",
     "fieldcomms.api.openapi",
 ]
 

@@ -176,6 +176,11 @@ class Settings:
         "for tests only: otherwise the server could be used to reach internal hosts.")
     push_concurrency: int = setting(32, "Pushes in flight at once (the sending pool's bound).", between(1, 1000))
     push_timeout_s: float = setting(10.0, "Seconds a push service has to answer one push.", between(0.1, 300))
+    retention_days: float = setting(
+        90.0, "Days an event's personal data (positions, reports' contacts, original photos) is kept after its "
+        "ends_at, or after it closed; then `purge --due` (and the server, daily) erases it.", between(0, 36500))
+    purge_check_hours: float = setting(24.0, "Hours between the server's own checks for events due for purging.",
+                                       between(0.0001, 24 * 366))
     log_level: str = setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.", _log_level)
     demo_admin: bool = setting(True, "On an empty data directory, create an admin and print its token.")
 

@@ -107,6 +107,12 @@ class ServiceUnavailable(ApiError):
     status, title, slug = 503, "Service unavailable", "service-unavailable"
 
 
+class BackendLacks(ApiError):
+    """501: this deployment's store cannot do it yet (the retention purge on PostgreSQL)."""
+
+    status, title, slug = 501, "Not implemented", "not-implemented"
+
+
 class StorageError(Exception):
     """The durable store could not do what it promised (a failed fsync, a corrupt file). Not for clients."""
 
@@ -142,3 +148,9 @@ class WriteConflict(StorageError):
 class StoreUnavailable(StorageError):
     """The store cannot be opened (a malformed database URL, a refused connection, a newer schema): said in
     one line to whoever started the server or command."""
+
+
+class Gone(ApiError):
+    """410: it was here and has been erased for good (an original photo after a retention purge)."""
+
+    status, title, slug = 410, "Gone", "gone"

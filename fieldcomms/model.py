@@ -182,7 +182,19 @@ def hashtags(text: str, event_tag: str) -> list[str]:
 
 # ---- events ---------------------------------------------------------------------------------------
 
-EVENT_FIELDS = ("tag", "title", "description", "starts_at", "ends_at", "status")
+EVENT_FIELDS = ("tag", "title", "description", "starts_at", "ends_at", "status", "retain_until")
+
+
+def retain_until_value(value: Any, p: Problems) -> str | None:
+    """A new `retain_until`: a time, never earlier than now (personal data is kept at least until then)."""
+    if value is None:
+        p.add("retain_until", "must be an RFC 3339 time, not earlier than now")
+        return None
+    when = time_value(value, p, "retain_until")
+    if when is not None and parse_time_str(when) < utc_now():
+        p.add("retain_until", "must not be earlier than now")
+        return None
+    return when
 
 
 def validate_event_create(body: Any) -> dict[str, Any]:
@@ -197,16 +209,20 @@ def validate_event_create(body: Any) -> dict[str, Any]:
     status = choice(data.get("status"), p, "status", EVENT_STATUSES, "planned")
     if starts_at and ends_at and parse_time_str(ends_at) < parse_time_str(starts_at):
         p.add("ends_at", "must not be before starts_at")
+    # None: domain.events derives it from ends_at or the closing time and the setting retention_days.
+    retain_until = retain_until_value(data["retain_until"], p) if "retain_until" in data else None
     p.raise_if_any()
     return {"tag": tag, "title": title, "description": description or "", "status": status,
-            "starts_at": starts_at, "ends_at": ends_at}
+            "starts_at": starts_at, "ends_at": ends_at, "retain_until": retain_until}
 
 
 def validate_event_patch(body: Any, current: dict[str, Any]) -> dict[str, Any]:
     data = require_object(body)
     p = Problems()
-    check_unknown(data, ("title", "description", "status", "starts_at", "ends_at"), p)
+    check_unknown(data, ("title", "description", "status", "starts_at", "ends_at", "retain_until"), p)
     changes: dict[str, Any] = {}
+    if "retain_until" in data:
+        changes["retain_until"] = retain_until_value(data["retain_until"], p)
     if "title" in data:
         changes["title"] = text_value(data["title"], p, "title", max_chars=200)
     if "description" in data:

@@ -23,8 +23,12 @@ from .domain import rumours as rumours_domain
 from .domain.alertbook import AlertBook
 from .domain.escalation import Escalation
 from .domain.positions import Positions
+from .domain.purge import RetentionWorker
 from .domain.subscriptions import Subscriptions
 from .domain.zones import Zones
+from .evidence.auditlog import AUDIT, AuditIndex
+from .evidence.originals import Originals
+from .evidence.signing import SigningKey
 from .feeds import FeedCache
 from .idempotency import Idempotency
 from .live import Broker, raise_open_files_limit
@@ -55,7 +59,6 @@ class Services:
         store.on_apply(lambda coll, old, new: self.viewers.clear(), {"users"})
         store.unique_index("users", "token_hash", lambda d: None if d.get("revoked") else d.get("token_hash"))
         store.unique_index("users", "callsign", lambda d: None if d.get("revoked") else d["callsign"].lower())
-
         self.idempotency = Idempotency(store, settings.idempotency_ttl_hours)
         store.set_prune(self.idempotency.expired)
         self.zones = Zones()
@@ -83,16 +86,26 @@ class Services:
         self.after_retract: list[RetractHook] = [
             lambda update, by: rumours_domain.unlink_retracted(self, update, by)]
         self._fill: asyncio.Task[None] | None = None
+        # Evidence: the access log's index (GET /audit across events), the originals of uploaded photos (a
+        # directory no public route reads), the deployment's signing key (made at first start, once the data
+        # directory is locked), and the retention worker (the daily purge, the command line's inbox).
+        self.audit = AuditIndex()
+        store.on_apply(self.audit.on_apply, {AUDIT})
+        self.originals = Originals(settings.data_path / "originals")
+        self.signing_key: SigningKey | None = None
+        self.retention = RetentionWorker(self)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the store (loading fills the indexes), then start what follows it."""
         await self.store.open()
+        self.signing_key = await asyncio.to_thread(SigningKey.load_or_create, self.settings.data_path)
         raise_open_files_limit()
         self.broker.start()
         await self.push.start()  # after the store: its key lives in the (now locked) data directory
         self.escalation.start()  # after the broker: overdue reports made at once on a restart reach the stream
+        self.retention.start()
         # The map's indexes fill in the background once the store is open (a million points take seconds).
         self._fill = asyncio.get_running_loop().create_task(self.map.fill())
 
@@ -103,6 +116,7 @@ class Services:
     async def stop(self) -> None:
         await self.escalation.stop()
         await self.push.stop()
+        await self.retention.stop()
         await self.broker.stop()
         if self._fill is not None:
             self._fill.cancel()

@@ -109,12 +109,21 @@ def _update(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
         return None
     out = _clean(item)
     out["zones"] = [_clean(z, ("visibility",)) for z in item.get("zones", ())]
+    if item.get("photos") and _is_control(viewer):
+        # Control sees each photo's original (hash, size, type): the photo JSON as control sees it.
+        out["photos"] = [_with_original(ph, lookup) for ph in item["photos"]]
     return out
+
+
+def _with_original(photo: Item, lookup: Lookup) -> Item:
+    original = (lookup.get("photos", photo["id"]) or {}).get("original")
+    return {**photo, "original": original} if original else photo
 
 
 def _photo(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     if viewer is not None:
-        return _clean(item)
+        # The original's hash and size are control's business: the original itself is evidence.
+        return _clean(item) if _is_control(viewer) else _clean(item, ("original",))
     if any(update_publicly_visible(u) for u in lookup.photo_updates(item["id"])):
         return {k: item[k] for k in ("id", "url", "thumb_url", "width", "height", "content_type") if k in item}
     return None
@@ -149,8 +158,9 @@ def _zone(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
 
 
 def _position(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
-    # Officers may ask who is near them (API: /officers/nearby); the public never sees a position.
-    return None if viewer is None else _clean(item)
+    # Officers may ask who is near them (API: /officers/nearby); the public never sees a position. One erased
+    # by a retention purge (Store.redact) has no location left and is seen by no one.
+    return None if viewer is None or "location" not in item else _clean(item)
 
 
 def _alert(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
@@ -188,6 +198,14 @@ def _event(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     return _clean(item, ("id",))  # an event is named by its tag; the store's id is the same string
 
 
+def _decision(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    return _clean(item) if _is_control(viewer) else None
+
+
+def _audit(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    return _clean(item) if viewer is not None and viewer.at_least("admin") else None
+
+
 def _never(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     return None
 
@@ -203,6 +221,8 @@ RULES: dict[str, Callable[[Item, Viewer | None, Lookup], Item | None]] = {
     "alerts": _alert,
     "users": _user,
     "push_subscriptions": _push_subscription,
+    "decisions": _decision,
+    "audit": _audit,
 }
 
 
@@ -217,7 +237,7 @@ def view(coll: str, item: Item | None, viewer: Viewer | None, lookup: Lookup = N
 
 # Stream-only narrowing on top of view(): positions go to the control room's map, not to every handset;
 # an `alert-overdue` report is for control, whoever else may see the alert.
-STREAM_MIN_ROLE = {"positions": "control"}
+STREAM_MIN_ROLE = {"positions": "control", "decisions": "control"}
 STREAM_TYPE_MIN_ROLE = {"alert-overdue": "control"}
 
 

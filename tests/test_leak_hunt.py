@@ -705,6 +705,21 @@ async def crawl(world: World, crawler: Crawler, *, as_officer: bool = False) -> 
         recipient = not public and any(r["id"] == world.users["int"]["id"] for r in alert["recipients"])
         await crawler.get(f"/api/v1/alerts/{alert_id}", expect=(401,) if public else (200,) if recipient else (404,))
 
+    # Evidence: the access log (admin), originals, exports and the decision log (control), the signing key (anyone).
+    await crawler.get("/api/v1/audit", expect=(401,) if public else (403,))
+    await crawler.get("/api/v1/audit?since=0", expect=(401,) if public else (403,))
+    await crawler.get("/api/v1/chain/key")
+    control_only = (401,) if public else (403,)
+    await crawler.get(f"/api/v1/events/{tag}/export?reason=leak+hunt", expect=control_only)
+    await crawler.get(f"/api/v1/events/{tag}/decisions", expect=control_only)
+    await crawler.get(f"/api/v1/events/{tag}/decisions/dec_{'0' * 16}", expect=control_only)
+    await crawler.get(f"/api/v1/decisions/dec_{'0' * 16}", expect=control_only)
+    for photo_id in sorted(world.photos):
+        body = await crawler.get(f"/api/v1/photos/{photo_id}", expect=staff)
+        if not public:
+            assert "original" not in orjson.loads(body), "an officer sees a photo's original"
+        await crawler.get(f"/api/v1/photos/{photo_id}/original?reason=leak+hunt", expect=control_only)
+
     # Zones and the map, for every layer combination, box and zoom.
     await crawler.get(f"/api/v1/events/{tag}/zones")
     layer_sets = [",".join(c) for n in range(0, 5) for c in itertools.combinations(

@@ -33,6 +33,7 @@ from ..errors import (
     ValidationFailed,
     WriteConflict,
 )
+from ..evidence.originals import original_info
 from ..idempotency import COLL as IDEMPOTENCY
 from ..idempotency import Slot, fingerprint
 from ..media import MediaStore, ProcessedPhoto, is_photo_id
@@ -61,6 +62,7 @@ class Upload:
 
     id: str
     photo: ProcessedPhoto | None
+    original: dict[str, Any] | None = None  # {"sha256", "bytes", "content_type"} of the bytes kept unaltered
 
 
 # --- reading uploads --------------------------------------------------------------------------------------
@@ -119,14 +121,18 @@ def _hash_and_check(media: MediaStore, data: bytes) -> tuple[str, bool]:
 
 
 async def intake(ctx: Services, data: bytes) -> Upload:
-    """Process one photo in a worker; bytes already stored (same hash, record and files) are not redone."""
+    """Process one photo in a worker; bytes already stored (same hash, record and files) are not redone.
+    The uploaded bytes themselves are kept unaltered (evidence), once the worker has found them to be a
+    photo: nothing that is refused is kept."""
     photo_id, on_disk = await asyncio.to_thread(_hash_and_check, ctx.media, data)
     if on_disk and ctx.store.get("photos", photo_id) is not None:
-        return Upload(photo_id, None)
-    settings = ctx.settings
-    workers = ctx.photo_workers
-    photo = await workers.process(data, max_pixels=settings.max_photo_pixels, max_bytes=settings.max_photo_bytes)
-    return Upload(photo.id, photo)
+        photo = None
+    else:
+        settings = ctx.settings
+        photo = await ctx.photo_workers.process(data, max_pixels=settings.max_photo_pixels,
+                                                max_bytes=settings.max_photo_bytes)
+    await asyncio.to_thread(ctx.originals.save, data)
+    return Upload(photo_id, photo, original_info(data))
 
 
 async def read_update_multipart(request: web.Request) -> tuple[Any, list[Upload]]:
@@ -185,7 +191,7 @@ async def read_photo_multipart(request: web.Request) -> Upload:
 # --- storing ----------------------------------------------------------------------------------------------
 
 
-def photo_record(photo: ProcessedPhoto, uploader: Viewer) -> Doc:
+def photo_record(photo: ProcessedPhoto, uploader: Viewer, original: Doc | None = None) -> Doc:
     location = None
     if photo.location is not None:
         location = {"lat": photo.location["lat"], "lon": photo.location["lon"], "source": "exif"}
@@ -200,6 +206,7 @@ def photo_record(photo: ProcessedPhoto, uploader: Viewer) -> Doc:
         "location": location,
         "uploaded_by": {"id": uploader.id, "callsign": uploader.callsign},
         "uploaded_at": now_str(),
+        "original": original,
     }
 
 
@@ -234,7 +241,11 @@ async def _store_photo_once(ctx: Services, uploader: Viewer, upload: Upload, slo
     if existing is None:
         if upload.photo is None:
             raise StorageError(f"photo {upload.id} has neither a record nor new pixels")
-        return await ctx.store.append("photo", "photos", photo_record(upload.photo, uploader), aux=aux)
+        return await ctx.store.append("photo", "photos", photo_record(upload.photo, uploader, upload.original),
+                                      aux=aux)
+    if upload.original is not None and existing.get("original") != upload.original:
+        # A photo stored before originals were kept, or whose original was purged and is uploaded again.
+        return await ctx.store.append("photo", "photos", {**existing, "original": upload.original}, aux=aux)
     if aux is not None:
         # The idempotency answer must be written with a change; an unchanged copy of the record serves.
         return await ctx.store.append("photo", "photos", existing, aux=aux)

@@ -37,16 +37,23 @@ SCHEMAS: dict[str, Any] = {
                                              "created_at", "seq"], "properties": {
         "tag": {"type": "string", "pattern": "^[a-z0-9_]{2,64}$"}, "title": {"type": "string"},
         "description": {"type": "string"}, "status": {"enum": ["planned", "live", "closed"]},
-        "starts_at": NTIME, "ends_at": NTIME, "created_at": TIME, "seq": {"type": "integer"}}},
+        "starts_at": NTIME, "ends_at": NTIME, "created_at": TIME, "seq": {"type": "integer"},
+        "retain_until": {**NTIME, "description": "Until when the event's personal data is kept: ends_at, or the "
+                         "closing time, plus the setting retention_days, unless control set it (never earlier "
+                         "than now). Then `purge --due` and the server's daily check erase it."},
+        "closed_at": {**TIME, "description": "When the event was closed (an extension; only once closed)."},
+        "purged_at": {**TIME, "description": "When its personal data was purged (an extension; only once purged)."}}},
     "EventCreate": {"type": "object", "required": ["tag", "title"], "additionalProperties": False, "properties": {
         "tag": {"type": "string", "description": "[a-z0-9_]{2,64}; a leading # and capitals are normalised"},
         "title": {"type": "string", "minLength": 1, "maxLength": 200},
         "description": {"type": "string", "maxLength": 5000},
-        "starts_at": TIME, "ends_at": TIME, "status": {"enum": ["planned", "live", "closed"]}}},
+        "starts_at": TIME, "ends_at": TIME, "status": {"enum": ["planned", "live", "closed"]},
+        "retain_until": {**TIME, "description": "Not earlier than now (422); derived when absent."}}},
     "EventPatch": {"type": "object", "additionalProperties": False, "properties": {
         "title": {"type": "string", "minLength": 1, "maxLength": 200},
         "description": {"type": "string", "maxLength": 5000},
-        "starts_at": TIME, "ends_at": TIME, "status": {"enum": ["planned", "live", "closed"]}}},
+        "starts_at": TIME, "ends_at": TIME, "status": {"enum": ["planned", "live", "closed"]},
+        "retain_until": {**TIME, "description": "Not earlier than now (422); once set, no longer derived."}}},
     "LocationIn": LOCATION_IN,
     "Location": LOCATION_OUT,
     "PhotoRef": {"type": "object", "required": ["id", "url", "thumb_url", "width", "height"], "properties": {
@@ -59,7 +66,11 @@ SCHEMAS: dict[str, Any] = {
         "width": {"type": "integer"}, "height": {"type": "integer"},
         "content_type": {"enum": ["image/jpeg", "image/png"]},
         "taken_at": {**NTIME, "description": "EXIF DateTimeOriginal, in UTC"},
-        "location": {**NLOCATION_OUT, "description": "EXIF GPS position (source: exif), or null"}}},
+        "location": {**NLOCATION_OUT, "description": "EXIF GPS position (source: exif), or null"},
+        "original": {"type": "object", "description": "Control only: the uploaded bytes as kept (evidence).",
+                     "required": ["sha256", "bytes", "content_type"], "properties": {
+                         "sha256": {"type": "string"}, "bytes": {"type": "integer"}, "content_type": {"type": "string"},
+                         "purged_at": {**TIME, "description": "Set once a retention purge erased the original."}}}}},
     "UpdateCreate": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
         "text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
         "location": {"$ref": "#/components/schemas/LocationIn"},

@@ -40,12 +40,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 DESCRIPTION = f"""\
 Server-Sent Events. The stream opens with `retry: 3000`. Each event's `event:` is what happened (`update`,
-`update-retracted`, `rumour`, `zone`, `zone-deleted`, `position`, `alert`, `alert-overdue`, or `reset`), `id:` is the change's
+`update-retracted`, `rumour`, `zone`, `zone-deleted`, `position`, `alert`, `alert-overdue`, `decision`, or `reset`), `id:` is the change's
 `seq`, and `data:` is one line of JSON: the item as the caller may see it (as its own GET returns it: a zone is a
 GeoJSON Feature, a position an item of `GET /officers`).
 
 Who receives what: the public, public data only (no token needed); officers, what they may see, alerts sent to
-them, but no positions; control, everything. A retraction or deletion reaches everyone who could see the item,
+them, but no positions and no decisions; control, everything (a `decision` is a new decision log entry). The
+access log never goes out on the stream. A retraction or deletion reaches everyone who could see the item,
 as a tombstone (`{{id, event, seq, status: "retracted"}}`, `{{id, event, seq, deleted: true}}`, or, for a rumour
 that leaves the public board, `{{id, event, seq, withdrawn: true}}`); whoever could not see it hears nothing.
 A replay never shows an item's older version to a viewer who may no longer see the item. An alert is sent again, with its new state, each time a recipient acknowledges it

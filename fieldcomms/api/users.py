@@ -5,6 +5,7 @@ from typing import Any
 from aiohttp import web
 
 from ..auth import make_user, require
+from ..domain.audit import record_access
 from ..errors import Conflict, NotFound
 from ..idempotency import Slot, fingerprint
 from ..model import validate_user
@@ -38,6 +39,7 @@ async def create(request: web.Request) -> web.Response:
         # Only a hash of the token is ever stored, so a replay answers with the same body but "token": null.
         stored = await ctx.store.append("user", "users", doc,
                                         aux=slot.aux(lambda s: public(s) | {"token": None}) if slot else None)
+        await record_access(ctx, admin, "user.create", ("user", stored["id"]), None, None)
         return 201, public(stored) | {"token": token}
 
     status, out = await ctx.idempotency.run(admin.id, key_from(request), fingerprint(body), create_it)
@@ -46,12 +48,13 @@ async def create(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/users/{callsign}")
 async def revoke(request: web.Request) -> web.Response:
-    require(request, "admin")
+    admin = require(request, "admin")
     ctx = ctx_of(request)
     user = ctx.store.get_by("users", "callsign", request.match_info["callsign"].lower())
     if user is None:
         raise NotFound(f"No user with the callsign {request.match_info['callsign']}.")
     await ctx.store.append("user", "users", {**user, "revoked": True})
+    await record_access(ctx, admin, "user.revoke", ("user", user["id"]), None, None)
     return web.Response(status=204)
 
 

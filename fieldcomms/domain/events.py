@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, NotFound
+from ..evidence.retention import apply_retention
 from ..idempotency import Slot
-from ..model import now_str, validate_event_create, validate_event_patch
+from ..model import now_str, utc_now, validate_event_create, validate_event_patch
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -31,6 +32,7 @@ async def create_event(ctx: Services, body: Any, slot: Slot | None = None) -> di
     if ctx.store.get("events", data["tag"]) is not None:
         raise Conflict(f"An event #{data['tag']} exists already.")
     doc = {"id": data["tag"], **data, "created_at": now_str()}
+    doc = apply_retention(None, doc, ctx.settings.retention_days, utc_now(), explicit=data["retain_until"] is not None)
 
     def render(stored: dict[str, Any]) -> dict[str, Any]:
         return ctx.view("events", stored, None) or {}
@@ -43,4 +45,6 @@ async def patch_event(ctx: Services, tag: str, body: Any) -> dict[str, Any]:
     changes = validate_event_patch(body, event)
     if not changes or all(event.get(k) == v for k, v in changes.items()):
         return event
-    return await ctx.store.append("event", "events", {**event, **changes})
+    new = apply_retention(event, {**event, **changes}, ctx.settings.retention_days, utc_now(),
+                          explicit="retain_until" in changes)
+    return await ctx.store.append("event", "events", new)

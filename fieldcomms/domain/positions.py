@@ -47,7 +47,10 @@ class Positions:
         index = self._index.get(new["event"])
         if index is None:
             index = self._index[new["event"]] = PointIndex()
-        loc = new["location"]
+        loc = new.get("location")
+        if loc is None:  # erased by a retention purge (Store.redact): no longer anywhere
+            index.remove(new["id"])
+            return
         index.put(new["id"], loc["lon"], loc["lat"], new["seq"])
 
     def index(self, event: str) -> PointIndex:
@@ -61,7 +64,8 @@ class Positions:
 
 
 def is_stale(doc: Doc, now: float, stale_after_s: float) -> bool:
-    return bool(now - doc["_at"] > stale_after_s)
+    # A document erased by a retention purge has no time left: never fresh.
+    return "_at" not in doc or bool(now - doc["_at"] > stale_after_s)
 
 
 def position_out(seen: Doc, now: float, stale_after_s: float) -> Doc:
@@ -138,6 +142,8 @@ def _when(point: Doc) -> datetime:
 
 def next_position(old: Doc | None, event: str, viewer: Viewer, inp: Doc, now: datetime) -> Doc | None:
     """The officer's new position document, or None when the report changes nothing."""
+    if old is not None and "track" not in old:
+        old = None  # erased by a retention purge (Store.redact): start afresh
     # A handset clock running fast must not pin the officer in place: no position is later than now.
     at = min(parse_time_str(inp["at"]), now) if "at" in inp else now
     point: Doc = {k: inp[k] for k in ("lat", "lon", "accuracy_m") if k in inp}

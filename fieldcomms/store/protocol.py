@@ -57,6 +57,11 @@ class StoreProtocol(Protocol):
         one is there. None where the store serves one process: the caller's in-process limiter decides."""
         ...
 
+    async def redact(self, items: list[tuple[str, str, list[str] | None]]) -> int:
+        """Erase (collection, id, fields or None for the whole document) from every copy the store keeps,
+        leaving each record's digest so the chain still verifies; the number of records touched."""
+        ...
+
     def chain_head(self) -> tuple[int, str]:
         """(seq, hex chain hash) of the newest durable change this process has; (0, 64 zeros) before the first."""
         ...

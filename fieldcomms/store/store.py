@@ -111,6 +111,8 @@ class Store(MemoryView):
         self.fsync_count = 0
         self.opened = False
         self._failed: BaseException | None = None
+        self._upto: int | None = None  # read-only loading stops after this seq
+        self._repair = True  # truncate a torn journal tail when loading (never when reading beside a server)
 
     # ---- configuration (before open) ------------------------------------------------------------
 
@@ -263,11 +265,13 @@ class Store(MemoryView):
                 continue  # every change in it is in the snapshot: history, kept for `check`, not read here
             self.recovery.segments.append(path.name)
             last = k == len(segments) - 1
-            for line in read_lines(path, self.recovery, repair=True, last=last):
+            for line in read_lines(path, self.recovery, repair=self._repair, last=last):
                 record = line.record
                 seq = record["seq"]
                 if seq <= self.last_seq:
                     continue
+                if self._upto is not None and seq > self._upto:
+                    break
                 if seq != self.last_seq + 1:
                     if not (seq > self.last_seq and lost.covers(self.last_seq + 1, seq - 1)):
                         raise StorageError(f"{path.name}: seq {seq} follows {self.last_seq}; the journal has a gap")
@@ -415,6 +419,15 @@ class Store(MemoryView):
     def metrics(self) -> dict[str, float]:
         return {"store_disk_bytes": float(self.disk_bytes()), "journal_fsyncs": float(self.fsync_count),
                 "journal_fsync_seconds": self.fsync_seconds_total}
+
+    # ---- read-only loading (exports beside a running server) ------------------------------------------
+
+    def load_read_only(self, upto: int | None = None) -> None:
+        """Load snapshot + journal without the lock and without repairing anything, for a reader beside a
+        running server (`fieldcomms export`). Changes after `upto` are left out. Nothing can be written."""
+        self._upto = upto
+        self._repair = False
+        self._load()
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.data_dir.glob("*") if p.is_file())
