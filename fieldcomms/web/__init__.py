@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..api.spec import op, path
 from ..keys import SETTINGS
-from . import security
+from . import handset, security
 from .pages import control_page, event_page, rumours_page
 from .render import STATIC_DIR, setup_templates
 
@@ -28,6 +28,7 @@ routes = web.RouteTableDef()
 routes.get("/events/{tag}")(event_page)
 routes.get("/events/{tag}/rumours")(rumours_page)
 routes.get("/control/{tag}")(control_page)
+handset.register(routes)
 
 # (URL prefix under /static/, directory): the more specific prefix first.
 STATIC_ROOTS = (("leaflet/", LEAFLET_DIR), ("", STATIC_DIR))
