@@ -103,6 +103,17 @@ def _page(summary: str, description: str, params: list[dict[str, Any]] | None = 
     return operation
 
 
+def _app_file(summary: str, description: str, content_type: str, params: list[dict[str, Any]] | None = None,
+              missing: bool = False) -> dict[str, Any]:
+    operation = op(summary, description=description, content_type=content_type,
+                   schema={"type": "string"}, params=params)
+    if not missing:
+        operation["responses"].pop("404", None)
+    if content_type == "":  # one of the app's file types
+        operation["responses"]["200"]["content"] = {t: {"schema": {"type": "string"}} for t in handset.FILE_TYPES}
+    return operation
+
+
 OPENAPI = {
     "/events/{tag}": {"get": _page(
         "The public event feed (HTML).",
@@ -122,4 +133,27 @@ OPENAPI = {
         "The page itself holds no data: its script asks for a `control` token, keeps it only in the tab's "
         "sessionStorage, and reads the map, the stream, the rumour queue and the reports through the API with it.",
     )},
+    "/app": {"get": _app_file(
+        "The officers' handset app (HTML).",
+        "An installable web app (see the manifest), working offline through its service worker: sign-in by "
+        "token or by a `/app#token=...` link, posts kept in an on-device outbox and sent in order with their "
+        "Idempotency-Key and `captured_at`, the event's updates live, alerts with acknowledgement, and the "
+        "officer's position every `position_interval_s` while sharing is on. The page holds no data; everything "
+        "goes through this API with the officer's token. Its Permissions-Policy allows geolocation and the "
+        "camera, which every other page refuses.", "text/html")},
+    "/app/manifest.webmanifest": {"get": _app_file(
+        "The handset app's web app manifest.",
+        "`name`, `start_url` `/app`, `display: standalone`, icons of 192 and 512 px.",
+        "application/manifest+json")},
+    "/app/sw.js": {"get": _app_file(
+        "The handset app's service worker.",
+        "Scope `/app` (sent with `Service-Worker-Allowed: /app`). Caches the app shell under a name that carries "
+        "a hash of it, so a new version of the app replaces the old one; shows pushed alerts as notifications.",
+        "text/javascript")},
+    "/app/{name}": {"get": _app_file(
+        "The handset app's own scripts, styles and icons.",
+        "JavaScript modules, the style sheet, and `icon-192.png` / `icon-512.png`. Served `no-cache` (revalidated "
+        "by ETag): the service worker's cache is what keeps them on the phone.",
+        "",
+        [path("name", "A file name such as `main.js`, `app.css` or `icon-192.png`.")], missing=True)},
 }

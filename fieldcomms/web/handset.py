@@ -26,6 +26,7 @@ from .render import JINJA, TEMPLATES_DIR
 APP_DIR = Path(__file__).parent / "app"
 APP_TYPES = {".js": "text/javascript", ".css": "text/css"}
 ICON_SIZES = (192, 512)
+FILE_TYPES = ("text/javascript", "text/css", "image/png")
 NO_CACHE = "no-cache"
 # The app asks for the device's position and opens the camera through the file picker; every other page
 # keeps the site-wide refusal (security.security_headers).

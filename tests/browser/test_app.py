@@ -25,8 +25,8 @@ from .test_browser import (
     WAIT_MS,
     Watched,
     launch,
-    playwright_api,  # noqa: F401  (the fixture, shared with the pages' tests)
     screenshot,
+    serious_violations,
     unavailable,
     wait_until,
 )
@@ -244,6 +244,7 @@ def test_a_refused_post_lands_in_not_sent_with_the_reason(app_server: LiveServer
     assert "Refused:" in refused.inner_text() and "JPEG" in refused.locator(".detail").inner_text()
     assert outbox_count(page) == "0"
     assert updates_with(server, text) == []
+    assert serious_violations(page) == []
 
     # Signing out warns while a post is not sent; refusing the warning keeps everything.
     page.once("dialog", lambda dialog: dialog.dismiss())
@@ -295,6 +296,7 @@ def test_position_is_shared_and_an_alert_is_acknowledged(app_server: LiveServer,
     assert "Crowd surge at the stage" in shown.inner_text()
     page.evaluate("window.scrollTo(0, 0)")
     page.locator(hook("text")).fill("Two people hurt near the fountain, need first aid.")
+    assert serious_violations(page) == []
     screenshot_path = screenshot(page, "app-phone.png")
     if os.environ.get("FIELDCOMMS_UPDATE_DOCS") == "1":
         shutil.copyfile(screenshot_path, DOCS / "app-phone.png")
@@ -309,15 +311,6 @@ def test_position_is_shared_and_an_alert_is_acknowledged(app_server: LiveServer,
 
 
 # ---- accessibility -------------------------------------------------------------------------------------
-
-
-def serious_violations(page: Any) -> list[str]:
-    """axe-core's serious and critical findings on the page as it is now (axe.js ships with the package)."""
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page)
-    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-            for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
 
 
 def test_the_app_passes_axe(app_server: LiveServer, phone: Any, tmp_path: Path) -> None:
