@@ -9,6 +9,7 @@ is missing these tests skip, except in CI (CI=true), where that is a failure.
 
 from __future__ import annotations
 
+import calendar
 import os
 import shutil
 import time
@@ -142,7 +143,7 @@ def test_sign_in_by_link_and_post_with_location_and_photo(app_server: LiveServer
     assert location["source"] == "device" and location["accuracy_m"] == pytest.approx(12)
     assert (location["lat"], location["lon"]) == pytest.approx((BARKERS_POOL["lat"], BARKERS_POOL["lon"]))
     assert len(stored["photos"]) == 1 and stored["photos"][0]["width"] > 0
-    captured = time.mktime(time.strptime(stored["captured_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    captured = calendar.timegm(time.strptime(stored["captured_at"], "%Y-%m-%dT%H:%M:%SZ"))
     assert abs(captured - pressed) < 30
     # Back through the stream into the feed, with its photo fetched with the token.
     item = page.locator(f"{hook('feed')} > li[data-id='{stored['id']}']")
@@ -194,7 +195,7 @@ def test_offline_posts_wait_and_the_app_opens_from_its_service_worker(app_server
     wait_until(page, "() => document.querySelector(\"[data-test='outbox-count']\").textContent === '0'")
     stored = wait_for_stored(server, text)
     # captured_at is when send was pressed, offline, not when the server got it.
-    captured = time.mktime(time.strptime(stored["captured_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    captured = calendar.timegm(time.strptime(stored["captured_at"], "%Y-%m-%dT%H:%M:%SZ"))
     assert captured <= made_at + 1
     assert stored["received_at"] > stored["captured_at"]
     time.sleep(1)
