@@ -184,6 +184,8 @@ def known_path_parameters(srv: Server, method: str, path: str) -> list[dict[str,
     """Path parameters naming items that exist, for this operation."""
     if "{tag}" in path:
         return [{"tag": PATCH_TAG if method == "PATCH" else TAG}]
+    if path.startswith("/app/{"):
+        return [{"name": "main.js"}, {"name": "app.css"}, {"name": "icon-192.png"}]
     kinds = {"/api/v1/updates/": "update", "/api/v1/rumours/": "rumour", "/api/v1/alerts/": "alert",
              "/api/v1/zones/": "zone", "/media/": "photo", "/api/v1/users/": "callsign"}
     for prefix, kind in kinds.items():

@@ -103,10 +103,22 @@ def _page(summary: str, description: str, params: list[dict[str, Any]] | None = 
     return operation
 
 
+MANIFEST_SCHEMA = {
+    "type": "object", "required": ["name", "start_url", "display", "icons"],
+    "properties": {
+        "name": {"type": "string"}, "short_name": {"type": "string"}, "start_url": {"const": "/app"},
+        "scope": {"type": "string"}, "display": {"const": "standalone"},
+        "icons": {"type": "array", "items": {"type": "object", "required": ["src", "sizes", "type"], "properties": {
+            "src": {"type": "string"}, "sizes": {"type": "string"}, "type": {"type": "string"}}}},
+    },
+}
+
+
 def _app_file(summary: str, description: str, content_type: str, params: list[dict[str, Any]] | None = None,
-              missing: bool = False) -> dict[str, Any]:
+              missing: bool = False, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     operation = op(summary, description=description, content_type=content_type,
-                   schema={"type": "string"}, params=params)
+                   schema=schema or {"type": "string"}, params=params)
+    operation["responses"]["304"] = {"description": "Not modified (If-None-Match)."}
     if not missing:
         operation["responses"].pop("404", None)
     if content_type == "":  # one of the app's file types
@@ -144,7 +156,7 @@ OPENAPI = {
     "/app/manifest.webmanifest": {"get": _app_file(
         "The handset app's web app manifest.",
         "`name`, `start_url` `/app`, `display: standalone`, icons of 192 and 512 px.",
-        "application/manifest+json")},
+        "application/manifest+json", schema=MANIFEST_SCHEMA)},
     "/app/sw.js": {"get": _app_file(
         "The handset app's service worker.",
         "Scope `/app` (sent with `Service-Worker-Allowed: /app`). Caches the app shell under a name that carries "

@@ -8,7 +8,7 @@
    the entry, so a weak signal does not make them go up twice. */
 
 import * as db from "./db.js";
-import {randomKey, request, retryable, problemText} from "./api.js";
+import {getToken, problemText, randomKey, request, retryable} from "./api.js";
 
 export const MAX_WAIT_MS = 60000;
 const FIRST_WAIT_MS = 1000;
@@ -75,6 +75,9 @@ export class Outbox {
   }
 
   async drain() {
+    // Signed out because the token stopped working: the outbox waits for the next sign-in rather than
+    // collecting 401s in "not sent".
+    if (!getToken()) return;
     if (this.sending) {
       this.again = true;
       return;
