@@ -121,7 +121,18 @@ def outbox_count(page: Any) -> str:
     return text
 
 
-def test_sign_in_by_link_and_post_with_location_and_photo(app_server: LiveServer, phone: Any) -> None:
+def camera_photo(tmp_path: Path) -> Path:
+    """A real camera JPEG from the shared samples where they are, else one drawn here (a clean checkout)."""
+    if SAMPLE_PHOTO.is_file():
+        return SAMPLE_PHOTO
+    from PIL import Image
+
+    path = tmp_path / "camera.jpg"
+    Image.effect_noise((1024, 768), 50).convert("RGB").save(path, "JPEG", quality=85)
+    return path
+
+
+def test_sign_in_by_link_and_post_with_location_and_photo(app_server: LiveServer, phone: Any, tmp_path: Path) -> None:
     server = app_server
     handset = open_app(phone, server, server.tokens["alpha"])
     page = handset.page
@@ -135,7 +146,7 @@ def test_sign_in_by_link_and_post_with_location_and_photo(app_server: LiveServer
 
     pressed = time.time()
     text = "Crowd building at the Barkers Pool stage, all calm."
-    post(page, text, public=True, kind="warning", files=[str(SAMPLE_PHOTO)])
+    post(page, text, public=True, kind="warning", files=[str(camera_photo(tmp_path))])
     wait_until(page, "() => document.querySelector(\"[data-test='outbox-count']\").textContent === '0'")
     stored = wait_for_stored(server, text)
     assert stored["visibility"] == "public" and stored["kind"] == "warning"
