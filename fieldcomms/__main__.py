@@ -120,7 +120,20 @@ async def _with_store(settings: Settings) -> tuple[StoreProtocol, Services] | No
     return store, ctx
 
 
-async def user_add(settings: Settings, name: str, callsign: str, role: str) -> int:
+def sign_in_link(settings: Settings, token: str) -> str:
+    """The handset app's sign-in link: the token rides in the fragment, which browsers never send to a server
+    (nor to a proxy's log), and the app removes it from the address bar at once."""
+    return f"{settings.public_base_url}/app#token={token}"
+
+
+def print_qr(link: str) -> None:
+    import segno
+
+    # Error correction M survives a smudged or creased printout; compact halves the height in a terminal.
+    segno.make(link, error="m").terminal(compact=True)
+
+
+async def user_add(settings: Settings, name: str, callsign: str, role: str, qr: bool = False) -> int:
     from .errors import ValidationFailed
 
     try:
@@ -145,6 +158,10 @@ async def user_add(settings: Settings, name: str, callsign: str, role: str) -> i
         await record_access(ctx, cli_actor(), "user.create", ("user", str(doc["id"])), None, None)
     finally:
         await store.close()
+    if qr:
+        link = sign_in_link(settings, token)
+        print(f"Sign-in link for the handset app (scan the code with the officer's phone): {link}")
+        print_qr(link)
     print(f"Created {data['role']} {data['callsign']} ({doc['id']}). Token, shown once:")
     print(token)
     return 0
@@ -244,6 +261,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--name", required=True)
     a.add_argument("--callsign", required=True)
     a.add_argument("--role", required=True, choices=ROLES)
+    a.add_argument("--qr", action="store_true",
+                   help="also print the handset app's sign-in link (base_url + /app#token=...) and its QR code")
+    a.add_argument("--base-url", help="the server's public URL for the link (FIELDCOMMS_BASE_URL; setting base_url)")
     r = usub.add_parser("revoke", help="end a user's token")
     common(r)
     r.add_argument("callsign")
@@ -294,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return supervise(settings, sys.argv[1:] if argv is None else list(argv))
         return asyncio.run(serve(settings, worker=args.worker_index))
     if args.command == "user" and args.user_command == "add":
-        return asyncio.run(user_add(_settings(args), args.name, args.callsign, args.role))
+        return asyncio.run(user_add(_settings(args, base_url=args.base_url), args.name, args.callsign, args.role,
+                                    qr=args.qr))
     if args.command == "user" and args.user_command == "revoke":
         return asyncio.run(user_revoke(_settings(args), args.callsign))
     if args.command == "check":

@@ -118,8 +118,9 @@ class Settings:
         above(0))
     workers: int = setting(1, "Serving processes on one port (SO_REUSEPORT); above 1 needs database_url.",
                            between(1, 256))
-    base_url: str = setting("", "Public URL of this server for links in feeds and CAP; empty: http://host:port.",
-                             _http_url_or_empty)
+    base_url: str = setting(
+        "", "Public URL of this server for links in feeds and CAP, and in the handset app's sign-in links "
+        "(`fieldcomms user add --qr`); empty: http://host:port.", _http_url_or_empty)
     organisation: str = setting("fieldcomms demo police", "Who publishes: the author of feeds, CAP and ClaimReview.",
                                  _non_empty)
     cap_sender: str = setting("fieldcomms@example.invalid", "CAP <sender>: a unique identifier of the publisher.",
@@ -134,6 +135,9 @@ class Settings:
     max_photo_pixels: int = setting(40_000_000, "Largest photo in pixels; larger is refused as a decompression bomb.",
                                     between(1, 1_000_000_000))
     stale_after_minutes: float = setting(5.0, "An officer position older than this is stale.", above(0))
+    position_interval_s: int = setting(
+        30, "Seconds between position reports from the handset app while the officer shares their position.",
+        between(5, 3600))
     cluster_above: int = setting(500, "Map layers with more points than this in the box are clustered.", at_least(1))
     idempotency_ttl_hours: float = setting(48.0, "How long Idempotency-Key answers are kept (at least 24).",
                                           at_least(24))

@@ -190,6 +190,8 @@ def known_path_parameters(srv: Server, method: str, path: str) -> list[dict[str,
     if "{tag}" in path:
         tag = {"tag": PATCH_TAG if method == "PATCH" else TAG}
         return [{**tag, "id": value} for value in srv.ids["decision"]] if "{id}" in path else [tag]
+    if path.startswith("/app/{"):
+        return [{"name": "main.js"}, {"name": "app.css"}, {"name": "icon-192.png"}]
     kinds = {"/api/v1/updates/": "update", "/api/v1/rumours/": "rumour", "/api/v1/alerts/": "alert",
              "/api/v1/zones/": "zone", "/media/": "photo", "/api/v1/users/": "callsign",
              "/api/v1/photos/": "photo", "/api/v1/decisions/": "decision"}

@@ -758,6 +758,11 @@ async def crawl(world: World, crawler: Crawler, *, as_officer: bool = False) -> 
     await crawler.get(f"/events/{tag}/feed.atom")
     await crawler.get(f"/events/{tag}/alerts.atom")
     await crawler.get(f"/events/{tag}-nope", expect=not_found)
+    # The handset app: the same bytes for everyone, holding no data (it reads the API with the token).
+    for url in ("/app", "/app/manifest.webmanifest", "/app/sw.js", "/app/main.js", "/app/app.css",
+                "/app/icon-192.png"):
+        await crawler.get(url)
+    await crawler.get("/app/nope.js", expect=not_found)
 
     # Photos: every id we know, full size and thumbnail.
     photo_ids = set(world.photos) | {p["id"] for u in world.updates.values() for p in u.get("photos", [])}

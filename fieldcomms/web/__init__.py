@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..api.spec import op, path
 from ..keys import SETTINGS
-from . import security
+from . import handset, security
 from .pages import control_page, event_page, rumours_page
 from .render import STATIC_DIR, setup_templates
 
@@ -28,6 +28,7 @@ routes = web.RouteTableDef()
 routes.get("/events/{tag}")(event_page)
 routes.get("/events/{tag}/rumours")(rumours_page)
 routes.get("/control/{tag}")(control_page)
+handset.register(routes)
 
 # (URL prefix under /static/, directory): the more specific prefix first.
 STATIC_ROOTS = (("leaflet/", LEAFLET_DIR), ("", STATIC_DIR))
@@ -102,6 +103,29 @@ def _page(summary: str, description: str, params: list[dict[str, Any]] | None = 
     return operation
 
 
+MANIFEST_SCHEMA = {
+    "type": "object", "required": ["name", "start_url", "display", "icons"],
+    "properties": {
+        "name": {"type": "string"}, "short_name": {"type": "string"}, "start_url": {"const": "/app"},
+        "scope": {"type": "string"}, "display": {"const": "standalone"},
+        "icons": {"type": "array", "items": {"type": "object", "required": ["src", "sizes", "type"], "properties": {
+            "src": {"type": "string"}, "sizes": {"type": "string"}, "type": {"type": "string"}}}},
+    },
+}
+
+
+def _app_file(summary: str, description: str, content_type: str, params: list[dict[str, Any]] | None = None,
+              missing: bool = False, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation = op(summary, description=description, content_type=content_type,
+                   schema=schema or {"type": "string"}, params=params)
+    operation["responses"]["304"] = {"description": "Not modified (If-None-Match)."}
+    if not missing:
+        operation["responses"].pop("404", None)
+    if content_type == "":  # one of the app's file types
+        operation["responses"]["200"]["content"] = {t: {"schema": {"type": "string"}} for t in handset.FILE_TYPES}
+    return operation
+
+
 OPENAPI = {
     "/events/{tag}": {"get": _page(
         "The public event feed (HTML).",
@@ -121,4 +145,27 @@ OPENAPI = {
         "The page itself holds no data: its script asks for a `control` token, keeps it only in the tab's "
         "sessionStorage, and reads the map, the stream, the rumour queue and the reports through the API with it.",
     )},
+    "/app": {"get": _app_file(
+        "The officers' handset app (HTML).",
+        "An installable web app (see the manifest), working offline through its service worker: sign-in by "
+        "token or by a `/app#token=...` link, posts kept in an on-device outbox and sent in order with their "
+        "Idempotency-Key and `captured_at`, the event's updates live, alerts with acknowledgement, and the "
+        "officer's position every `position_interval_s` while sharing is on. The page holds no data; everything "
+        "goes through this API with the officer's token. Its Permissions-Policy allows geolocation and the "
+        "camera, which every other page refuses.", "text/html")},
+    "/app/manifest.webmanifest": {"get": _app_file(
+        "The handset app's web app manifest.",
+        "`name`, `start_url` `/app`, `display: standalone`, icons of 192 and 512 px.",
+        "application/manifest+json", schema=MANIFEST_SCHEMA)},
+    "/app/sw.js": {"get": _app_file(
+        "The handset app's service worker.",
+        "Scope `/app` (sent with `Service-Worker-Allowed: /app`). Caches the app shell under a name that carries "
+        "a hash of it, so a new version of the app replaces the old one; shows pushed alerts as notifications.",
+        "text/javascript")},
+    "/app/{name}": {"get": _app_file(
+        "The handset app's own scripts, styles and icons.",
+        "JavaScript modules, the style sheet, and `icon-192.png` / `icon-512.png`. Served `no-cache` (revalidated "
+        "by ETag): the service worker's cache is what keeps them on the phone.",
+        "",
+        [path("name", "A file name such as `main.js`, `app.css` or `icon-192.png`.")], missing=True)},
 }

@@ -35,9 +35,9 @@ def tile_source(tile_url: str) -> str | None:
     return f"{parts.scheme}://{host}"
 
 
-def content_security_policy(tile_url: str) -> str:
+def content_security_policy(tile_url: str, extra_img: str = "") -> str:
     tiles = tile_source(tile_url)
-    img = "'self' data:" + (f" {tiles}" if tiles else "")
+    img = "'self' data:" + (f" {extra_img}" if extra_img else "") + (f" {tiles}" if tiles else "")
     return "; ".join([
         "default-src 'none'",
         "script-src 'self'",

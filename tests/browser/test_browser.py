@@ -141,16 +141,6 @@ def world(server: LiveServer) -> Json:
 # ---- the browser ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def playwright_api() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed")
-    with sync_playwright() as p:
-        yield p
-
-
 def launch(p: Any, profile: Path, **context: Any) -> Any:
     """A persistent context on a new, empty profile, never a downloaded browser."""
     profile.mkdir(parents=True)
@@ -499,4 +489,36 @@ def test_maps_cluster_when_zoomed_out(crowded_server: LiveServer, watched: Watch
     screenshot(public, "public-feed-clusters.png")
     public.close()
     checked.assert_clean()
+    watched.assert_clean()
+
+
+# ---- accessibility -------------------------------------------------------------------------------------
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now (axe.js ships with the package)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+            for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1400, "height": 900}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_pages_pass_axe(server: LiveServer, world: Json, watched: Watched, viewport: dict[str, int]) -> None:
+    page = watched.page
+    page.set_viewport_size(viewport)
+    for url in (f"/events/{TAG}", f"/events/{TAG}/rumours"):
+        page.goto(server.url + url)
+        if url == f"/events/{TAG}":
+            wait_until(page, "() => window.fieldcomms.publicPage.stream === 'open'")
+        assert serious_violations(page) == [], url
+    page.goto(f"{server.url}/control/{TAG}")
+    page.locator("#token").wait_for()
+    assert serious_violations(page) == [], "the control room's sign-in"
+    sign_in(page, server)
+    wait_until(page, "() => window.fieldcomms.control.layerCounts().zones === 3")
+    page.locator("#reports > li").first.wait_for()
+    assert serious_violations(page) == [], "the control room"
     watched.assert_clean()

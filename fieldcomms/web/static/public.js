@@ -14,6 +14,7 @@
   var paged = cfg.paged === "true";
   var map = null;
   var markers = {}; // update id -> marker
+  var mapRequests = 0; // numbers the map fetches, so a late answer cannot drop a marker the stream added since
   var zones = {}; // zone id -> layer
   var updatesGroup = null;
   var zonesGroup = null;
@@ -48,6 +49,7 @@
   /* The public zones and updates in view; with `zoom`, a crowded layer comes back as clusters, so a phone
      never downloads a hundred thousand points. The first fetch is for the whole event, to frame it. */
   function loadMap() {
+    var asked = ++mapRequests;
     var params = new URLSearchParams({layers: "updates,zones", zoom: String(Math.round(map.getZoom()))});
     if (fitted) params.set("bbox", FC.bboxOf(map));
     return fetch(cfg.mapUrl + "?" + params.toString(), {headers: {Accept: "application/geo+json, application/json"}})
@@ -71,7 +73,10 @@
             updatesGroup.addLayer(marker);
           }
         });
-        Object.keys(markers).forEach(function (id) { if (!seen[id]) removeMarker(id); });
+        // A marker the stream added while this fetch was under way is newer than its answer: it stays.
+        Object.keys(markers).forEach(function (id) {
+          if (!seen[id] && !(markers[id].liveAt >= asked)) removeMarker(id);
+        });
         if (!fitted) {
           fitted = true;
           var bounds = FC.boundsOf([zonesGroup, updatesGroup], clusters);
@@ -159,6 +164,7 @@
     }
     emptyNote.hidden = true;
     addMarker(u);
+    if (markers[u.id]) markers[u.id].liveAt = mapRequests;
   }
 
   function removeUpdate(id) {
