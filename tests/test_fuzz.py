@@ -64,7 +64,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from fieldcomms.domain import alerts, positions, rumours
+from fieldcomms.domain import alerts, positions, reports, rumours
 from fieldcomms.errors import ValidationFailed
 from fieldcomms.geo import parse_zone_feature
 from fieldcomms.spatial import parse_bbox
@@ -180,12 +180,15 @@ def populate(srv: Server) -> None:
                "DELETE update": [doomed_update["id"]], "DELETE zone": [doomed_zone["id"]]}
 
 
+JSON_BODY = "application/json"  # for operations that also take multipart (reports, updates)
+
+
 def known_path_parameters(srv: Server, method: str, path: str) -> list[dict[str, str]]:
     """Path parameters naming items that exist, for this operation."""
     if "{tag}" in path:
         return [{"tag": PATCH_TAG if method == "PATCH" else TAG}]
     kinds = {"/api/v1/updates/": "update", "/api/v1/rumours/": "rumour", "/api/v1/alerts/": "alert",
-             "/api/v1/zones/": "zone", "/media/": "photo", "/api/v1/users/": "callsign"}
+             "/api/v1/zones/": "zone", "/media/": "photo", "/api/v1/photos/": "photo", "/api/v1/users/": "callsign"}
     for prefix, kind in kinds.items():
         if path.startswith(prefix):
             name = "callsign" if kind == "callsign" else "id"
@@ -370,10 +373,10 @@ def test_conditional_gets_are_documented(server: Server, api_schema: Any) -> Non
 def test_replays_limits_and_wrong_requests_answer_as_documented(server: Server, api_schema: Any) -> None:
     reports = api_schema["/api/v1/events/{tag}/reports"]["POST"]
     for _ in range(2):  # the replay answers what the first answered
-        case = reports.Case(path_parameters={"tag": TAG}, body={"text": "kettle at the gate"},
+        case = reports.Case(path_parameters={"tag": TAG}, body={"text": "kettle at the gate"}, media_type=JSON_BODY,
                             headers={"Idempotency-Key": "fuzz-replay-1"})
         assert validated(case, "public", server).status_code == 202
-    case = reports.Case(path_parameters={"tag": TAG}, body={"text": "a different report"},
+    case = reports.Case(path_parameters={"tag": TAG}, body={"text": "a different report"}, media_type=JSON_BODY,
                         headers={"Idempotency-Key": "fuzz-replay-1"})
     assert validated(case, "public", server).status_code == 422
 
@@ -447,7 +450,7 @@ def test_domain_validators_answer_a_value_or_a_field_by_field_422(body: Any) -> 
         "sighting": lambda b: rumours.validate_sighting(b, 2000),
         "rebuttal": lambda b: rumours.validate_rebuttal(b, 2000, 4),
         "status": rumours.validate_status_patch,
-        "report": lambda b: rumours.validate_report(b, 2000),
+        "report": lambda b: reports.validate_report(b, 2000),
         "position": positions.validate_position,
         "alert": lambda b: alerts.validate_alert(b, 2000),
     }
