@@ -37,8 +37,7 @@ def tile_source(tile_url: str) -> str | None:
 
 def content_security_policy(tile_url: str) -> str:
     tiles = tile_source(tile_url)
-    # blob: the control room shows photos only staff may see, fetched with its token (an <img> cannot send one).
-    img = "'self' data: blob:" + (f" {tiles}" if tiles else "")
+    img = "'self' data:" + (f" {tiles}" if tiles else "")
     return "; ".join([
         "default-src 'none'",
         "script-src 'self'",

@@ -154,7 +154,7 @@ def test_the_tile_host_is_allowed_and_nothing_else() -> None:
     for hostile in ("https://x.org; script-src *", "javascript:alert(1)", "https://a.org'/x", "https://a b.org/"):
         assert security.tile_source(hostile) is None, hostile
         csp = csp_directives(security.content_security_policy(hostile))
-        assert csp["script-src"] == ["'self'"] and csp["img-src"] == ["'self'", "data:", "blob:"]
+        assert csp["script-src"] == ["'self'"] and csp["img-src"] == ["'self'", "data:"]
 
 
 async def test_the_page_passes_the_tile_url_and_the_csp_allows_its_host(

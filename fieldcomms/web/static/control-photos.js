@@ -2,13 +2,12 @@
    (earlier uploads that look the same: "this picture was already posted at 10:02").
 
    These photos are never public, so an <img src> cannot load them (it cannot send the token): each is fetched
-   with FC.control.call's token and shown from a blob: URL, released when the report list is redrawn.
+   with this tab's token and shown from a data: URL (the pages' CSP allows data: images, not blob:).
    It uses control.js's hooks only: FC.control.call/token-bearing fetch and the "fieldcomms:report" DOM event. */
 (function () {
   "use strict";
 
   var FC = window.fieldcomms;
-  var urls = [];
 
   function token() { return sessionStorage.getItem("fieldcomms.token"); }
 
@@ -18,9 +17,9 @@
       if (!resp.ok) throw new Error("HTTP " + resp.status);
       return resp.blob();
     }).then(function (blob) {
-      var objectUrl = URL.createObjectURL(blob);
-      urls.push(objectUrl);
-      img.src = objectUrl;
+      var reader = new FileReader();
+      reader.onload = function () { img.src = String(reader.result); };
+      reader.readAsDataURL(blob);
     }).catch(function () { img.alt = alt + " (cannot be loaded)"; });
     return img;
   }
@@ -36,10 +35,6 @@
   document.addEventListener("fieldcomms:report", function (event) {
     var rep = event.detail.report, node = event.detail.node;
     if (!rep.photos || !rep.photos.length) return;
-    if (node.parentNode && node.parentNode.firstChild === node) {  // a new list: release the old images
-      urls.forEach(function (u) { URL.revokeObjectURL(u); });
-      urls = [];
-    }
     var row = FC.el("span", {class: "report-photos"});
     rep.photos.forEach(function (p, i) {
       row.appendChild(thumb(p.thumb_url, "Photo " + (i + 1) + " sent with the report"));
