@@ -31,7 +31,7 @@ import aiosmtplib
 
 from .config import Settings
 from .model import now_str
-from .store import Store
+from .store import StoreProtocol
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def build_message(doc: Doc, mail_from: str) -> EmailMessage:
 
 
 class Outbox:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: StoreProtocol) -> None:
         self.settings = settings
         self.store = store
         self.target = SmtpTarget.parse(settings.smtp_url) if settings.smtp_url else None

@@ -228,7 +228,7 @@ async def store_photo(ctx: Services, uploader: Viewer | None, upload: Upload, sl
     return await _store_photo_once(ctx, uploader, upload, slot)
 
 
-async def _store_photo_once(ctx: Services, uploader: Viewer, upload: Upload, slot: Slot | None) -> Doc:
+async def _store_photo_once(ctx: Services, uploader: Viewer | None, upload: Upload, slot: Slot | None) -> Doc:
     # No await between this check and the append, which applies to the view at once (embedded store): two
     # concurrent uploads of the same bytes cannot both create the record.
     existing = ctx.store.get("photos", upload.id)
