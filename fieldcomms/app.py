@@ -40,6 +40,7 @@ API_MODULES = [
     "fieldcomms.api.events",
     "fieldcomms.api.updates",
     "fieldcomms.api.photos",
+    "fieldcomms.api.similar",
     "fieldcomms.api.rumours",
     "fieldcomms.api.reports",
     "fieldcomms.api.feeds",

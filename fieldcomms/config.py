@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 # A check takes a setting's value and returns what is wrong with it (completing "must ..."), or None.
 Check = Callable[[Any], str | None]
 
+ANSWER_APPROVAL_MODES = ("none", "second-control")
+
 
 def setting(default: Any, help: str, check: Check | None = None) -> Any:
     metadata = {"help": help, "check": check}
@@ -61,6 +63,22 @@ def _http_url_or_empty(value: str) -> str | None:
         return None
     parts = urlsplit(value)
     return None if parts.scheme in ("http", "https") and parts.netloc else "must be an http(s):// URL, or empty"
+
+
+def _answer_approval(value: str) -> str | None:
+    return None if value in ANSWER_APPROVAL_MODES else "must be one of " + ", ".join(ANSWER_APPROVAL_MODES)
+
+
+def _smtp_url(value: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (a bad port raises here)
+    except ValueError:
+        return "has a bad port"
+    return None if parts.scheme in ("smtp", "smtps") and parts.hostname else \
+        "must be smtp://host:port or smtps://host:port, or empty"
 
 
 def _tile_url(value: str) -> str | None:
@@ -187,6 +205,16 @@ class Settings:
                                        between(0.0001, 24 * 366))
     log_level: str = setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.", _log_level)
     demo_admin: bool = setting(True, "On an empty data directory, create an admin and print its token.")
+    answer_approval: str = setting(
+        "none", "Default for events' answer_approval: none (an answer is public at once) or second-control (a "
+        "second control user approves every answer before the public sees it).", _answer_approval)
+    smtp_url: str = setting(
+        "", "SMTP server for the answers sent to people who reported a rumour: smtp://host:port (STARTTLS when "
+        "offered) or smtps://host:port, optionally with user:password@; empty: no mail is sent.", _smtp_url)
+    mail_from: str = setting("fieldcomms@example.invalid", "From address of the answers sent to reporters.",
+                             _non_empty)
+    mail_retry_minutes: float = setting(60.0, "How long a reply that cannot be delivered is retried, with backoff.",
+                                        between(0, 7 * 24 * 60))
 
     def __post_init__(self) -> None:
         """Every value in its range and meaning, checked once when settings are made: a bad one is a

@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Never "audit": the access log does not go out on any stream.
-STREAM_COLLS = frozenset({"updates", "rumours", "zones", "positions", "alerts", "decisions"})
+# Never "audit": the access log does not go out on any stream. "answers": a rumour's pending answer changed;
+# staff get the rumour (visibility._answers), the public nothing.
+STREAM_COLLS = frozenset({"updates", "rumours", "zones", "positions", "alerts", "decisions", "answers"})
 STORE_REPLAY_MAX = 10_000
 REPLAY_WRITE = 64 * 1024  # replay is written in pieces this large, each waiting for the client
 REPLAY_STALL_S = 30.0  # a client that takes no replay data for this long is dropped
@@ -73,7 +74,8 @@ def change_type(coll: str, doc: Item) -> str:
         return "update-retracted" if doc.get("status") == "retracted" else "update"
     if coll == "zones":
         return "zone-deleted" if doc.get("deleted") else "zone"
-    return {"rumours": "rumour", "positions": "position", "alerts": "alert", "decisions": "decision"}[coll]
+    return {"rumours": "rumour", "answers": "rumour", "positions": "position", "alerts": "alert",
+            "decisions": "decision"}[coll]
 
 
 def sse_frame(event: str, seq: int, data: Any) -> bytes:

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image, ImageCms
 
+from fieldcomms import fingerprints
 from fieldcomms.errors import PayloadTooLarge, StorageError, UnsupportedMediaType, ValidationFailed
 
 FIELD = "file"
@@ -55,6 +56,7 @@ class ProcessedPhoto:
     height: int
     taken_at: str | None
     location: dict[str, float] | None
+    fingerprint: dict[str, Any] | None = None  # fingerprints.Fingerprint.to_doc(); None without pdqhash
 
 
 def is_photo_id(s: object) -> bool:
@@ -296,6 +298,8 @@ def process_photo(
     pixels = _fresh(_to_srgb(pixels, icc))
     thumb = pixels.copy()
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
+    # Here, in the worker process, from the pixels as they will be stored: photos seen before.
+    fingerprint = fingerprints.compute(pixels)
 
     return ProcessedPhoto(
         id=hashlib.sha256(data).hexdigest(),
@@ -306,6 +310,7 @@ def process_photo(
         height=pixels.height,
         taken_at=taken_at(exif_ifd),
         location=gps_location(gps),
+        fingerprint=None if fingerprint is None else fingerprint.to_doc(),
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .config import ANSWER_APPROVAL_MODES
 from .errors import ValidationFailed
 
 TAG_RE = re.compile(r"^[a-z0-9_]{2,64}$")
@@ -182,7 +183,8 @@ def hashtags(text: str, event_tag: str) -> list[str]:
 
 # ---- events ---------------------------------------------------------------------------------------
 
-EVENT_FIELDS = ("tag", "title", "description", "starts_at", "ends_at", "status", "retain_until")
+EVENT_FIELDS = ("tag", "title", "description", "starts_at", "ends_at", "status", "retain_until", "answer_approval")
+ANSWER_APPROVAL = ANSWER_APPROVAL_MODES
 
 
 def retain_until_value(value: Any, p: Problems) -> str | None:
@@ -207,22 +209,28 @@ def validate_event_create(body: Any) -> dict[str, Any]:
     starts_at = time_value(data.get("starts_at"), p, "starts_at")
     ends_at = time_value(data.get("ends_at"), p, "ends_at")
     status = choice(data.get("status"), p, "status", EVENT_STATUSES, "planned")
+    # None: the setting `answer_approval` decides (domain.events.create_event fills it in).
+    approval = choice(data.get("answer_approval"), p, "answer_approval", ANSWER_APPROVAL, None)
     if starts_at and ends_at and parse_time_str(ends_at) < parse_time_str(starts_at):
         p.add("ends_at", "must not be before starts_at")
     # None: domain.events derives it from ends_at or the closing time and the setting retention_days.
     retain_until = retain_until_value(data["retain_until"], p) if "retain_until" in data else None
     p.raise_if_any()
     return {"tag": tag, "title": title, "description": description or "", "status": status,
-            "starts_at": starts_at, "ends_at": ends_at, "retain_until": retain_until}
+            "starts_at": starts_at, "ends_at": ends_at, "retain_until": retain_until, "answer_approval": approval}
 
 
 def validate_event_patch(body: Any, current: dict[str, Any]) -> dict[str, Any]:
     data = require_object(body)
     p = Problems()
-    check_unknown(data, ("title", "description", "status", "starts_at", "ends_at", "retain_until"), p)
+    check_unknown(data, ("title", "description", "status", "starts_at", "ends_at", "retain_until", "answer_approval"), p)
     changes: dict[str, Any] = {}
     if "retain_until" in data:
         changes["retain_until"] = retain_until_value(data["retain_until"], p)
+    if "answer_approval" in data:
+        changes["answer_approval"] = choice(data["answer_approval"], p, "answer_approval", ANSWER_APPROVAL, None)
+        if data["answer_approval"] is None:
+            p.add("answer_approval", "must be one of " + ", ".join(ANSWER_APPROVAL))
     if "title" in data:
         changes["title"] = text_value(data["title"], p, "title", max_chars=200)
     if "description" in data:

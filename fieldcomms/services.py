@@ -30,8 +30,10 @@ from .evidence.auditlog import AUDIT, AuditIndex
 from .evidence.originals import Originals
 from .evidence.signing import SigningKey
 from .feeds import FeedCache
+from .fingerprints import FingerprintIndex
 from .idempotency import Idempotency
 from .live import Broker, raise_open_files_limit
+from .mail import Outbox
 from .media import MediaStore
 from .photo_pool import PhotoWorkers
 from .push.service import PushService
@@ -55,7 +57,11 @@ class Services:
         # Callers by token hash, for the requests to come; emptied whenever any user changes (added, edited,
         # revoked), so a revocation holds from the next request on.
         self.viewers: dict[str, Viewer] = {}
-        store.on_apply(self._index_photos, {"updates"})
+        store.on_apply(self._index_photos, {"updates", "reports"})
+        # Photos seen before: every stored photo's perceptual fingerprint (records carry `_fingerprint`).
+        self.fingerprints = FingerprintIndex()
+        store.on_apply(self.fingerprints.on_apply, {"photos"})
+        self._photo_reports: dict[str, set[str]] = defaultdict(set)
         store.on_apply(lambda coll, old, new: self.viewers.clear(), {"users"})
         store.unique_index("users", "token_hash", lambda d: None if d.get("revoked") else d.get("token_hash"))
         store.unique_index("users", "callsign", lambda d: None if d.get("revoked") else d["callsign"].lower())
@@ -82,6 +88,8 @@ class Services:
         self.subscriptions = Subscriptions(store)
         self.push = PushService(settings, store, self.subscriptions)  # its thread starts with start()
         self.escalation = Escalation(self)
+        # The outbox of answers mailed to reporters; it learns of pending messages as the store loads.
+        self.mail = Outbox(settings, store)
         # Run after an update is retracted: a rumour answered by it loses that answer.
         self.after_retract: list[RetractHook] = [
             lambda update, by: rumours_domain.unlink_retracted(self, update, by)]
@@ -101,11 +109,13 @@ class Services:
         """Open the store (loading fills the indexes), then start what follows it."""
         await self.store.open()
         self.signing_key = await asyncio.to_thread(SigningKey.load_or_create, self.settings.data_path)
+        self.fingerprints.warm()
         raise_open_files_limit()
         self.broker.start()
         await self.push.start()  # after the store: its key lives in the (now locked) data directory
         self.escalation.start()  # after the broker: overdue reports made at once on a restart reach the stream
         self.retention.start()
+        await self.mail.start()
         # The map's indexes fill in the background once the store is open (a million points take seconds).
         self._fill = asyncio.get_running_loop().create_task(self.map.fill())
 
@@ -117,6 +127,7 @@ class Services:
         await self.escalation.stop()
         await self.push.stop()
         await self.retention.stop()
+        await self.mail.stop()
         await self.broker.stop()
         if self._fill is not None:
             self._fill.cancel()
@@ -138,12 +149,18 @@ class Services:
         return self.zones.zones_for(event, lat, lon)
 
     def _index_photos(self, coll: str, old: Item | None, new: Item) -> None:
-        if coll != "updates":
-            return
+        index = self._photo_updates if coll == "updates" else self._photo_reports
         for photo in (old or {}).get("photos", ()):
-            self._photo_updates[photo["id"]].discard(new["id"])
+            index[photo["id"]].discard(new["id"])
         for photo in new.get("photos", ()):
-            self._photo_updates[photo["id"]].add(new["id"])
+            index[photo["id"]].add(new["id"])
+
+    def photo_reports(self, photo_id: str) -> Iterable[Item]:
+        """The reports from the public that carry this photo."""
+        for report_id in self._photo_reports.get(photo_id, ()):
+            doc = self.store.get("reports", report_id)
+            if doc is not None:
+                yield doc
 
     # Resolver
     def get(self, coll: str, item_id: str) -> Item | None:

@@ -131,7 +131,7 @@ def _photo(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
 
 def _rumour(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     if viewer is not None:
-        return _clean(item)
+        return staff_rumour(item, lookup.get("answers", item["id"]))
     if not has_published_verdict(item):
         return None
     out = _clean(item, ("sources", "location"))
@@ -143,10 +143,53 @@ def _rumour(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     return out if out["rebuttals"] else None
 
 
+def staff_rumour(item: Item, answers: Item | None) -> Item:
+    """A rumour as officers and control see it: with its `pending_answer` (when one waits) and, in `history`, what
+    was done with proposed answers (approved, rejected; with `by`).
+
+    Pending answers and their log live in their own collection ("answers", one document per rumour, keyed by
+    the rumour's id), never in the rumour: proposing or rejecting an answer does not change the stored
+    rumour, so its public copy, its seq, its ETag and the public stream are exactly as they were. The public
+    rule (`_rumour`) never consults that collection."""
+    out = _clean(item)
+    if answers is None:
+        return out
+    pending = answers.get("pending")
+    if pending is not None:
+        out["pending_answer"] = _clean(pending)
+    log = answers.get("log") or ()
+    if log:
+        out["history"] = sorted([*out.get("history", ()), *(_clean(entry) for entry in log)],
+                                key=lambda entry: entry["at"])
+    return out
+
+
+def _answers(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    """A change to a rumour's pending answer reaches staff as the rumour, never the public."""
+    if viewer is None:
+        return None
+    rumour = lookup.get("rumours", item["id"])
+    return None if rumour is None else staff_rumour(rumour, item)
+
+
 def _report(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     if viewer is None:
         return None
-    return _clean(item) if _is_control(viewer) else _clean(item, ("contact",))
+    if not _is_control(viewer):
+        return _clean(item, ("contact",))
+    out = _clean(item)
+    # The answers mailed to this report's contact, one per rumour it was counted for (keyed "<report>:<rumour>").
+    replies = []
+    for rumour_id in item.get("counted_for", ()):
+        mail = lookup.get("mail", f"{item['id']}:{rumour_id}")
+        if mail is not None:
+            reply = {"rumour_id": rumour_id, "status": mail["status"], "at": mail["at"]}
+            if mail.get("error"):
+                reply["error"] = mail["error"]
+            replies.append(reply)
+    out["replies"] = replies
+    out["reply"] = None if not replies else {k: v for k, v in replies[-1].items() if k != "rumour_id"}
+    return out
 
 
 def _zone(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
@@ -215,6 +258,7 @@ RULES: dict[str, Callable[[Item, Viewer | None, Lookup], Item | None]] = {
     "updates": _update,
     "photos": _photo,
     "rumours": _rumour,
+    "answers": _answers,
     "reports": _report,
     "zones": _zone,
     "positions": _position,

@@ -399,20 +399,31 @@ async def build_world(client: TestClient, on_event: Callable[[World], Awaitable[
     # Reports from the public, with contacts.
     async def report(text_kind: str, where: str | None) -> str:
         body: Json = {"text": needles.add("report text", mark(text_kind)),
-                      "contact": needles.add("report contact", f"leak.{hexid()}@example.invalid") + " / "
-                      + needles.add("report phone", "+44 7700 9" + str(secrets.randbelow(10**5)).zfill(5))}
+                      "contact": needles.add("report contact", f"leak.{hexid()}@example.invalid")}
         if where:
             body["location"] = {"lat": SECRET_POINTS[where][0], "lon": SECRET_POINTS[where][1]}
         out = await world.call("POST", f"/api/v1/events/{tag}/reports", None, 202, json=body)
         assert set(out) == {"id"}
         world.reports[out["id"]] = body["contact"]
         needles.add_id("report id", out["id"])
-        for needle in (body["contact"].split(" / ")):
-            world.officer_hidden[needle] = "report contact"
+        world.officer_hidden[body["contact"]] = "report contact"
         return str(out["id"])
 
     rep1 = await report("report-1", "report-location")
     rep2 = await report("report-2", None)
+    # A report with a photo (full of metadata): the photo is never public.
+    report_form = aiohttp.FormData()
+    pic_contact = needles.add("report contact", f"pic.{hexid()}@example.invalid")
+    world.officer_hidden[pic_contact] = "report contact"
+    report_form.add_field("report", orjson.dumps({"text": needles.add("photo report text", mark("photo-report")),
+                                                  "contact": pic_contact}).decode(), content_type="application/json")
+    report_form.add_field("photo", jpeg((90, 60, 200), "report"), filename="report.jpg", content_type="image/jpeg")
+    photo_report = await world.call("POST", f"/api/v1/events/{tag}/reports", None, 202, data=report_form)
+    needles.add_id("report id", photo_report["id"])
+    officer_reports = await world.call("GET", f"/api/v1/events/{tag}/reports", "int", 200)
+    report_photo = next(r for r in officer_reports["items"] if r["id"] == photo_report["id"])["photos"][0]
+    world.photos[report_photo["id"]] = report_photo
+    needles.add_id("photo sent with a report", report_photo["id"])
 
     # Rumours.
     async def rumour(claim: str, who: str = "int", location: str | None = "rumour-location", **body: Any) -> Json:
@@ -503,6 +514,24 @@ async def build_world(client: TestClient, on_event: Callable[[World], Awaitable[
     world.alerts = {a1["id"]: a1, a2["id"]: a2}
     for a in (a1, a2):
         needles.add_id("alert id", a["id"])
+
+    # Answers awaiting a second pair of eyes (the event now asks for approval): none of it may be public.
+    await world.call("PATCH", f"/api/v1/events/{tag}", "control", 200, json={"answer_approval": "second-control"})
+    # On R2, already on the board: a second-form answer with a new verdict, waiting; its update is internal.
+    waiting = await world.call("POST", f"/api/v1/rumours/{r2['id']}/rebuttals", "pub", 201, json={
+        "verdict": "true", "text": needles.add("pending answer text", mark("pending-answer")),
+        "location": {"lat": SECRET_POINTS["update-internal"][0], "lon": SECRET_POINTS["update-internal"][1]},
+        "photos": [p_internal["id"]], "checks": {"names_person": True}})
+    needles.add_id("pending answer's update", waiting["pending_answer"]["update_id"])
+    # On R1 (never public): an answer proposed, then rejected with a reason.
+    rejected = await world.call("POST", f"/api/v1/rumours/{r1['id']}/rebuttals", "int", 201, json={
+        "verdict": "false", "text": needles.add("rejected answer text", mark("rejected-answer"))})
+    needles.add_id("rejected answer's update", rejected["pending_answer"]["update_id"])
+    await world.call("POST", f"/api/v1/rumours/{r1['id']}/answer/reject", "control", 200,
+                     json={"reason": needles.add("rejection reason", mark("reject-reason"))})
+    # On R5 (withdrawn earlier): a first-form answer with the public U1, waiting; the rumour must stay down.
+    await world.call("POST", f"/api/v1/rumours/{r5['id']}/rebuttals", "int", 201,
+                     json={"verdict": "unproven", "update_id": u1["id"], "checks": {"mentions_minor": True}})
 
     # Late changes: INT moves, the doomed public zone goes, a revoked account.
     await position("int", "position-int-2", at="2099-01-01T00:00:00Z")
@@ -774,6 +803,8 @@ async def crawl(world: World, crawler: Crawler, *, as_officer: bool = False) -> 
                 problems = metadata_problems(data)
                 assert not problems, f"/media/{photo_id}{suffix} still carries metadata: {problems}"
     await crawler.get("/media/../../journal-0.log", expect=not_found)
+    for photo_id in sorted(photo_ids):  # photos seen before: officers only
+        await crawler.get(f"/api/v1/photos/{photo_id}/similar", expect=(401,) if public else (200,))
 
     # Every GET the document lists was crawled (a new endpoint must join the hunt).
     document = orjson.loads(crawler.bodies["/api/v1/openapi.json"])

@@ -251,7 +251,8 @@ def test_event_create_refused(body: Any, fields: list[str]) -> None:
 def test_event_create_defaults_and_normalises() -> None:
     got = validate_event_create({"tag": "#Demo", "title": " Demo ", "starts_at": "2011-03-12T10:00:00+01:00"})
     assert got == {"tag": "demo", "title": "Demo", "description": "", "status": "planned",
-                   "starts_at": "2011-03-12T09:00:00Z", "ends_at": None, "retain_until": None}
+                   "starts_at": "2011-03-12T09:00:00Z", "ends_at": None, "retain_until": None,
+                   "answer_approval": None}
 
 
 @pytest.mark.parametrize(("body", "fields"), [

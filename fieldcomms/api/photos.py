@@ -68,7 +68,7 @@ class Upload:
 # --- reading uploads --------------------------------------------------------------------------------------
 
 
-async def _open_multipart(request: web.Request, limit: int) -> MultipartReader:
+async def open_multipart(request: web.Request, limit: int) -> MultipartReader:
     if request.content_type != "multipart/form-data":
         raise UnsupportedMediaType(f"Send multipart/form-data, not {request.content_type}.")
     if request.content_length is not None and request.content_length > limit:
@@ -79,7 +79,7 @@ async def _open_multipart(request: web.Request, limit: int) -> MultipartReader:
         raise BadRequest(f"The multipart body cannot be read: {exc}") from None
 
 
-async def _parts(reader: MultipartReader) -> AsyncIterator[tuple[str, BodyPartReader]]:
+async def parts(reader: MultipartReader) -> AsyncIterator[tuple[str, BodyPartReader]]:
     """Yields (name, part) for each part; malformed framing is a 400, a nested multipart a 422."""
     while True:
         try:
@@ -97,7 +97,7 @@ async def _parts(reader: MultipartReader) -> AsyncIterator[tuple[str, BodyPartRe
         yield name, part
 
 
-async def _read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
+async def read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
     """At most limit + 1 bytes of the part, so a part over the limit is refused without reading the rest."""
     chunks: list[bytes] = []
     size = 0
@@ -140,26 +140,26 @@ async def read_update_multipart(request: web.Request) -> tuple[Any, list[Upload]
     ctx = ctx_of(request)
     settings = ctx.settings
     max_photos = settings.max_photos_per_update
-    reader = await _open_multipart(
+    reader = await open_multipart(
         request, max_photos * (settings.max_photo_bytes + PART_OVERHEAD) + settings.max_body_bytes
     )
     body: Any = None
     seen_update = False
     uploads: list[Upload] = []
     photo_parts = 0
-    async for name, part in _parts(reader):
+    async for name, part in parts(reader):
         if name == "update":
             if seen_update:
                 raise ValidationFailed.one("update", "send one part named update")
             seen_update = True
-            body = parse_json(await _read_part(part, settings.max_body_bytes, "update part"), field="update")
+            body = parse_json(await read_part(part, settings.max_body_bytes, "update part"), field="update")
             if not isinstance(body, dict):
                 raise ValidationFailed.one("update", "must be a JSON object")
         elif name == "photo":
             photo_parts += 1
             if photo_parts > max_photos:
                 raise ValidationFailed.one("photo", f"at most {max_photos} photos an update")
-            data = await _read_part(part, settings.max_photo_bytes, "photo")
+            data = await read_part(part, settings.max_photo_bytes, "photo")
             uploads.append(await intake(ctx, data))
         else:
             raise ValidationFailed.one(name, "unknown part; send update and photo parts only")
@@ -175,14 +175,14 @@ async def read_photo_multipart(request: web.Request) -> Upload:
     """The body of POST /photos: exactly one part `file`."""
     ctx = ctx_of(request)
     limit = ctx.settings.max_photo_bytes
-    reader = await _open_multipart(request, limit + PART_OVERHEAD)
+    reader = await open_multipart(request, limit + PART_OVERHEAD)
     upload: Upload | None = None
-    async for name, part in _parts(reader):
+    async for name, part in parts(reader):
         if name != "file":
             raise ValidationFailed.one(name, "unknown part; send one part named file")
         if upload is not None:
             raise ValidationFailed.one("file", "send one photo per request")
-        upload = await intake(ctx, await _read_part(part, limit, "photo"))
+        upload = await intake(ctx, await read_part(part, limit, "photo"))
     if upload is None:
         raise ValidationFailed.one("file", "a part named file holding the photo is required")
     return upload
@@ -191,7 +191,8 @@ async def read_photo_multipart(request: web.Request) -> Upload:
 # --- storing ----------------------------------------------------------------------------------------------
 
 
-def photo_record(photo: ProcessedPhoto, uploader: Viewer, original: Doc | None = None) -> Doc:
+def photo_record(photo: ProcessedPhoto, uploader: Viewer | None, original: Doc | None = None) -> Doc:
+    """`uploader` None: a photo sent with a report from the public (`uploaded_by` null)."""
     location = None
     if photo.location is not None:
         location = {"lat": photo.location["lat"], "lon": photo.location["lon"], "source": "exif"}
@@ -204,9 +205,10 @@ def photo_record(photo: ProcessedPhoto, uploader: Viewer, original: Doc | None =
         "content_type": photo.content_type,
         "taken_at": photo.taken_at,
         "location": location,
-        "uploaded_by": {"id": uploader.id, "callsign": uploader.callsign},
+        "uploaded_by": None if uploader is None else {"id": uploader.id, "callsign": uploader.callsign},
         "uploaded_at": now_str(),
         "original": original,
+        "_fingerprint": photo.fingerprint,  # internal (visibility strips "_" keys): fieldcomms.fingerprints
     }
 
 
@@ -217,7 +219,7 @@ def render_photo(doc: Doc) -> Doc:
 PHOTO_ATTEMPTS = 10
 
 
-async def store_photo(ctx: Services, uploader: Viewer, upload: Upload, slot: Slot | None = None) -> Doc:
+async def store_photo(ctx: Services, uploader: Viewer | None, upload: Upload, slot: Slot | None = None) -> Doc:
     """Files first, then the record: a stored record always has its files. The same bytes give one record."""
     if upload.photo is not None:
         await asyncio.to_thread(ctx.media.save, upload.photo)
@@ -233,7 +235,7 @@ async def store_photo(ctx: Services, uploader: Viewer, upload: Upload, slot: Slo
     return await _store_photo_once(ctx, uploader, upload, slot)
 
 
-async def _store_photo_once(ctx: Services, uploader: Viewer, upload: Upload, slot: Slot | None) -> Doc:
+async def _store_photo_once(ctx: Services, uploader: Viewer | None, upload: Upload, slot: Slot | None) -> Doc:
     # No await between this check and the append, which applies to the view at once (embedded store): two
     # concurrent uploads of the same bytes cannot both create the record.
     existing = ctx.store.get("photos", upload.id)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ..auth import require
-from ..domain import rumours as domain
+from ..domain import reports as domain
 from ..domain.events import open_event
-from ..errors import TooManyRequests
+from ..errors import TooManyRequests, ValidationFailed
 from ..idempotency import Slot, fingerprint
 from ..ratelimit import client_address, rate_key
-from .common import Page, ctx_of, json_response, key_from, read_json, viewer_of
+from .common import Page, ctx_of, json_response, key_from, parse_json, read_json, viewer_of
+from .photos import PART_OVERHEAD, Upload, intake, open_multipart, parts, read_part, store_photo
 from .spec import PAGING, list_of, op, path, ref
 
 routes = web.RouteTableDef()
+
+MAX_REPORT_PHOTOS = 2  # API.md: a report from the public carries at most two photos
 
 @routes.post("/api/v1/events/{tag}/reports")
 async def create(request: web.Request) -> web.Response:
@@ -24,17 +29,52 @@ async def create(request: web.Request) -> web.Response:
     wait = await ctx.take_report_token(client)
     if wait > 0:
         raise TooManyRequests(f"Too many reports from your address; try again in {wait:.0f} s.", wait)
-    body = await read_json(request)
+    if request.content_type.startswith("multipart/"):
+        body, uploads = await read_report_multipart(request)
+    else:
+        body, uploads = await read_json(request), []
     inp = domain.validate_report(body, ctx.settings.max_text_chars)
     viewer = viewer_of(request)
     caller = viewer.id if viewer is not None else f"public:{client}"
 
     async def create_it(slot: Slot | None) -> tuple[int, dict[str, str]]:
-        return 202, await domain.create_report(ctx, event["tag"], inp, slot)
+        open_event(ctx, event["tag"])
+        # Files and records first (as for officers' photos), then the report that refers to them.
+        photos = [await store_photo(ctx, None, upload) for upload in uploads]
+        return 202, await domain.create_report(ctx, event["tag"], inp, slot, photos)
 
-    status, out = await ctx.idempotency.run(caller, key_from(request),
-                                                          fingerprint("report", event["tag"], body), create_it)
+    fp = fingerprint("report", event["tag"], body, [u.id for u in uploads])
+    status, out = await ctx.idempotency.run(caller, key_from(request), fp, create_it)
     return json_response(out, status=status)
+
+
+async def read_report_multipart(request: web.Request) -> tuple[Any, list[Upload]]:
+    """The multipart form: one part `report` (the JSON) and up to MAX_REPORT_PHOTOS parts `photo`, each taken
+    through the same intake as officers' photos (type check, pixel limit, orientation, metadata stripped)."""
+    ctx = ctx_of(request)
+    settings = ctx.settings
+    reader = await open_multipart(
+        request, MAX_REPORT_PHOTOS * (settings.max_photo_bytes + PART_OVERHEAD) + settings.max_body_bytes)
+    body: Any = None
+    uploads: list[Upload] = []
+    photo_parts = 0
+    async for name, part in parts(reader):
+        if name == "report":
+            if body is not None:
+                raise ValidationFailed.one("report", "send one part named report")
+            body = parse_json(await read_part(part, settings.max_body_bytes, "report part"), field="report")
+            if not isinstance(body, dict):
+                raise ValidationFailed.one("report", "must be a JSON object")
+        elif name == "photo":
+            photo_parts += 1
+            if photo_parts > MAX_REPORT_PHOTOS:
+                raise ValidationFailed.one("photo", f"at most {MAX_REPORT_PHOTOS} photos a report")
+            uploads.append(await intake(ctx, await read_part(part, settings.max_photo_bytes, "photo")))
+        else:
+            raise ValidationFailed.one(name, "unknown part; send report and photo parts only")
+    if body is None:
+        raise ValidationFailed.one("report", "a part named report with the report's JSON is required")
+    return body, uploads
 
 
 @routes.get("/api/v1/events/{tag}/reports")
@@ -47,7 +87,11 @@ async def list_reports(request: web.Request) -> web.Response:
 
 
 CREATE_DESCRIPTION = """\
-No token needed. `text` 1 to 2,000 characters, `contact` at most 200 (shown to control only), `location` optional.
+No token needed. `text` 1 to 2,000 characters, `contact` at most 200 (shown to control only): an e-mail address
+(the verdict is mailed to it once a rumour this report is counted for is answered) or empty, `422` naming
+`contact` otherwise. `location` optional. Also `multipart/form-data`: a part `report` with the JSON and up to two
+parts `photo` (JPEG, PNG, WebP; the same checks and metadata stripping as officers' photos, `415`/`422`/`413`
+alike); such photos are never public: officers see them in the report's `photos`.
 Rate-limited per client address with a token bucket (`report_burst` at once, then `report_rate_per_minute`);
 beyond it `429` with `Retry-After` (seconds). IPv6 clients are limited per /64. The client address is the
 connection's peer; `X-Forwarded-For` is believed only when that peer is listed in `trusted_proxies`, and then the
@@ -66,8 +110,16 @@ REPORT_ACCEPTED = {"type": "object", "required": ["id"], "properties": {"id": {"
 OPENAPI = {
     "/api/v1/events/{tag}/reports": {
         "post": op("Report something from the public, e.g. a rumour you have heard.", ok="202",
-                   schema=REPORT_ACCEPTED, body=ref("ReportCreate"), params=[path("tag")], idempotent=True,
-                   description=CREATE_DESCRIPTION),
+                   schema=REPORT_ACCEPTED, params=[path("tag")], idempotent=True, description=CREATE_DESCRIPTION,
+                   request_content={
+                       "application/json": {"schema": ref("ReportCreate")},
+                       "multipart/form-data": {"schema": {
+                           "type": "object", "required": ["report"], "additionalProperties": False,
+                           "properties": {"report": {"type": "string", "contentMediaType": "application/json",
+                                                     "description": "the ReportCreate JSON"},
+                                          "photo": {"type": "array", "maxItems": MAX_REPORT_PHOTOS,
+                                                    "items": {"type": "string", "format": "binary"}}}},
+                           "encoding": {"report": {"contentType": "application/json"}}}}),
         "get": op("Reports from the public, with the rumours they resemble.", role="officer",
                   schema=list_of(ref("Report")), params=[path("tag"), *PAGING], description=LIST_DESCRIPTION),
     },

@@ -7,11 +7,22 @@ from typing import Any
 from aiohttp import web
 
 from ..auth import require
+from ..domain import answers
 from ..domain import rumours as domain
 from ..domain.events import open_event
 from ..idempotency import fingerprint
 from ..rumours import STATUSES, URGENCY_DESCRIPTION, VERDICTS
-from .common import Page, choice_param, ctx_of, idempotent_create, json_response, read_json, viewer_of
+from .common import (
+    Page,
+    choice_param,
+    ctx_of,
+    idempotent_create,
+    json_response,
+    parse_json,
+    read_body,
+    read_json,
+    viewer_of,
+)
 from .spec import PAGING, list_of, op, path, query, ref
 
 routes = web.RouteTableDef()
@@ -74,6 +85,28 @@ async def add_rebuttal(request: web.Request) -> web.Response:
                                    location_of=RUMOUR_URL)
 
 
+@routes.post("/api/v1/rumours/{id}/answer/approve")
+async def approve_answer(request: web.Request) -> web.Response:
+    viewer = require(request, "control")
+    ctx = ctx_of(request)
+    rumour_id = request.match_info["id"]
+    domain.visible_rumour(ctx, rumour_id, viewer)
+    raw = await read_body(request, ctx.settings.max_body_bytes)
+    # The body is optional: `{}` or nothing approves an answer with no flagged check.
+    confirm = answers.validate_approve(parse_json(raw) if raw.strip() else None)
+    return json_response(await answers.approve(ctx, rumour_id, viewer, confirm))
+
+
+@routes.post("/api/v1/rumours/{id}/answer/reject")
+async def reject_answer(request: web.Request) -> web.Response:
+    viewer = require(request, "control")
+    ctx = ctx_of(request)
+    rumour_id = request.match_info["id"]
+    domain.visible_rumour(ctx, rumour_id, viewer)
+    reason = answers.validate_reject(await read_json(request))
+    return json_response(await answers.reject(ctx, rumour_id, viewer, reason))
+
+
 @routes.patch("/api/v1/rumours/{id}")
 async def patch(request: web.Request) -> web.Response:
     viewer = require(request, "control")
@@ -110,7 +143,29 @@ mixed. `verdict` is one of {", ".join(VERDICTS)}; the rumour's status becomes it
 `409`. The rebuttal's `url` is the update's place on the public event page
 (`{{base_url}}/events/{{tag}}#update-{{update_id}}`). Retracting the update later unlinks the rebuttal: the rumour
 falls back to the previous rebuttal's verdict, or to `investigating` when none is left, which takes it off the
-public board. `409` if the event is closed."""
+public board. `409` if the event is closed.
+
+**Approval.** In an event with `answer_approval: "second-control"` the answer is proposed, not published: the
+`201` rumour carries `pending_answer` `{{verdict, update_id, proposed_by, proposed_at, checks}}` while its status,
+rebuttals and public copy stay as they were (nothing of it reaches a public list, page, feed, CAP document,
+ClaimReview, ETag or the public stream; staff streams get the rumour as a `rumour` event). The second form's
+update is posted `internal` and made public only on approval. The body may carry `checks`
+`{{names_person, mentions_minor, active_proceedings}}` (booleans, absent = false); any true check makes approval
+ask for `confirm_legal`. One answer waits per rumour: `409` while one does. In events without approval `checks`
+is accepted and not kept."""
+
+APPROVE_DESCRIPTION = """A control user other than the proposer (`403` for the proposer) publishes the pending answer exactly as a rebuttal
+without approval is published: the second form's update becomes public, the status becomes the verdict, the
+rumour joins the public board and the stream. When the proposer flagged any check, the body must carry
+`"confirm_legal": true` (`422` naming `confirm_legal`). `409` when no answer is pending, or when its update was
+retracted meanwhile (reject it instead). The body may be empty. Recorded in the rumour's `history` (`action:
+"answer-approved"`, with `by`, seen by staff only) and in the access log. Replies to reporters are queued as for
+any published verdict. Allowed on a closed event."""
+
+REJECT_DESCRIPTION = """Control (the proposer included: a proposal can be withdrawn) drops the pending answer with a `reason` (1 to 500
+characters); a second-form update stays internal. Nothing public changes. Recorded in the rumour's `history`
+(`action: "answer-rejected"`, with `by` and `reason`, seen by staff only) and in the access log. `409` when no
+answer is pending."""
 
 PATCH_DESCRIPTION = """\
 Status rules: nothing returns to `unverified` (`409`); `investigating` may be set from any status (from a
@@ -141,6 +196,18 @@ OPENAPI = {
     "/api/v1/rumours/{id}/sightings": {
         "post": op("Count a sighting of a rumour.", role="officer", ok="201", schema=RUMOUR, body=ref("Sighting"),
                    params=[path("id")], idempotent=True, description=SIGHTING_DESCRIPTION),
+    },
+    "/api/v1/rumours/{id}/answer/approve": {
+        "post": op("Approve a pending answer (a second control user).", role="control", schema=RUMOUR,
+                   body={"type": "object", "additionalProperties": False,
+                         "properties": {"confirm_legal": {"type": "boolean"}}},
+                   params=[path("id")], description=APPROVE_DESCRIPTION),
+    },
+    "/api/v1/rumours/{id}/answer/reject": {
+        "post": op("Reject a pending answer.", role="control", schema=RUMOUR,
+                   body={"type": "object", "required": ["reason"], "additionalProperties": False,
+                         "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}},
+                   params=[path("id")], description=REJECT_DESCRIPTION),
     },
     "/api/v1/rumours/{id}/rebuttals": {
         "post": op("Answer a rumour with a public update.", role="officer", ok="201", schema=RUMOUR,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domain.rumours import CONTACT_MAX_CHARS, URL_MAX_CHARS
+from ..domain.reports import CONTACT_MAX_CHARS
+from ..domain.rumours import URL_MAX_CHARS
 from ..rumours.lifecycle import CLAIM_MAX_CHARS
 from .spec import PHOTOS_LIMIT, TEXT_LIMIT
 
@@ -19,6 +20,12 @@ LOCATION_IN = {"type": "object", "required": ["lat", "lon"], "properties": {
 LOCATION_OUT = {"type": "object", "required": ["lat", "lon"], "properties": {
     **LOCATION_IN["properties"], "source": {"enum": ["device", "exif"]}}}  # type: ignore[dict-item]
 NLOCATION_OUT = {"oneOf": [{"type": "null"}, LOCATION_OUT]}
+CHECKS = {"type": "object", "additionalProperties": False, "description": "the proposer's legal checks on an "
+          "answer; any true one makes approval ask for confirm_legal", "properties": {
+              "names_person": {"type": "boolean"}, "mentions_minor": {"type": "boolean"},
+              "active_proceedings": {"type": "boolean"}}}
+REPLY = {"status": {"enum": ["pending", "sent", "failed", "not-configured"]}, "at": TIME,
+         "error": {"type": "string"}}
 
 SCHEMAS: dict[str, Any] = {
     "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
@@ -42,18 +49,22 @@ SCHEMAS: dict[str, Any] = {
                          "closing time, plus the setting retention_days, unless control set it (never earlier "
                          "than now). Then `purge --due` and the server's daily check erase it."},
         "closed_at": {**TIME, "description": "When the event was closed (an extension; only once closed)."},
-        "purged_at": {**TIME, "description": "When its personal data was purged (an extension; only once purged)."}}},
+        "purged_at": {**TIME, "description": "When its personal data was purged (an extension; only once purged)."},
+        "answer_approval": {"enum": ["none", "second-control"], "description": "second-control: every answer to a "
+                            "rumour waits for a second control user's approval; default from the setting"}}},
     "EventCreate": {"type": "object", "required": ["tag", "title"], "additionalProperties": False, "properties": {
         "tag": {"type": "string", "description": "[a-z0-9_]{2,64}; a leading # and capitals are normalised"},
         "title": {"type": "string", "minLength": 1, "maxLength": 200},
         "description": {"type": "string", "maxLength": 5000},
         "starts_at": TIME, "ends_at": TIME, "status": {"enum": ["planned", "live", "closed"]},
-        "retain_until": {**TIME, "description": "Not earlier than now (422); derived when absent."}}},
+        "retain_until": {**TIME, "description": "Not earlier than now (422); derived when absent."},
+        "answer_approval": {"enum": ["none", "second-control"]}}},
     "EventPatch": {"type": "object", "additionalProperties": False, "properties": {
         "title": {"type": "string", "minLength": 1, "maxLength": 200},
         "description": {"type": "string", "maxLength": 5000},
         "starts_at": TIME, "ends_at": TIME, "status": {"enum": ["planned", "live", "closed"]},
-        "retain_until": {**TIME, "description": "Not earlier than now (422); once set, no longer derived."}}},
+        "retain_until": {**TIME, "description": "Not earlier than now (422); once set, no longer derived."},
+        "answer_approval": {"enum": ["none", "second-control"]}}},
     "LocationIn": LOCATION_IN,
     "Location": LOCATION_OUT,
     "PhotoRef": {"type": "object", "required": ["id", "url", "thumb_url", "width", "height"], "properties": {
@@ -106,12 +117,12 @@ SCHEMAS: dict[str, Any] = {
     "Rebuttal": {"oneOf": [
         {"type": "object", "required": ["verdict", "update_id"], "additionalProperties": False, "properties": {
             "verdict": {"enum": ["false", "misleading", "true", "unproven"]},
-            "update_id": {"type": "string", "minLength": 1, "maxLength": 128}}},
+            "update_id": {"type": "string", "minLength": 1, "maxLength": 128}, "checks": CHECKS}},
         {"type": "object", "required": ["verdict", "text"], "additionalProperties": False, "properties": {
             "verdict": {"enum": ["false", "misleading", "true", "unproven"]},
             "text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
             "location": {"$ref": "#/components/schemas/LocationIn"},
-            "photos": {"type": "array", "maxItems": PHOTOS_LIMIT, "items": {"type": "string"}}}}]},
+            "photos": {"type": "array", "maxItems": PHOTOS_LIMIT, "items": {"type": "string"}}, "checks": CHECKS}}]},
     "Rumour": {"type": "object", "required": [
         "id", "seq", "event", "claim", "status", "first_seen_at", "last_seen_at", "sightings",
         "sightings_last_hour", "urgency", "rebuttals", "history"],
@@ -132,11 +143,21 @@ SCHEMAS: dict[str, Any] = {
             "update_id": {"type": "string"}, "verdict": {"enum": ["false", "misleading", "true", "unproven"]},
             "url": {"type": ["string", "null"]}, "at": TIME, "by": WHO}}},
         "history": {"type": "array", "items": {"type": "object", "required": ["at", "status"], "properties": {
-            "at": TIME, "status": {"type": "string"}, "by": WHO}}}}},
+            "at": TIME, "status": {"type": "string"}, "by": WHO,
+            "action": {"enum": ["answer-approved", "answer-rejected"],
+                       "description": "staff only: what was done with a proposed answer"},
+            "verdict": {"type": "string"}, "update_id": {"type": "string"}, "proposed_by": WHO,
+            "reason": {"type": "string"}}}},
+        "pending_answer": {"type": "object", "description": "staff only: the answer waiting for approval",
+                           "required": ["verdict", "update_id", "proposed_by", "proposed_at", "checks"],
+                           "properties": {"verdict": {"enum": ["false", "misleading", "true", "unproven"]},
+                                          "update_id": {"type": "string"}, "proposed_by": WHO,
+                                          "proposed_at": TIME, "checks": CHECKS}}}},
     "ReportCreate": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
         "text": {"type": "string", "minLength": 1, "maxLength": TEXT_LIMIT},
         "location": {"$ref": "#/components/schemas/LocationIn"},
-        "contact": {"type": "string", "maxLength": CONTACT_MAX_CHARS}}},
+        "contact": {"type": "string", "maxLength": CONTACT_MAX_CHARS,
+                    "description": "an e-mail address (the answer is mailed to it once published), or empty"}}},
     "Report": {"type": "object", "required": ["id", "seq", "event", "text", "location", "received_at",
                                               "counted_for", "matches"],
                "description": "`contact` is present for control only.", "properties": {
@@ -144,7 +165,20 @@ SCHEMAS: dict[str, Any] = {
         "text": {"type": "string"}, "location": NLOCATION_OUT, "contact": {"type": ["string", "null"]},
         "received_at": TIME, "counted_for": {"type": "array", "items": {"type": "string"}},
         "matches": {"type": "array", "items": {"type": "object", "required": ["rumour_id", "score"], "properties": {
-            "rumour_id": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}}}}}},
+            "rumour_id": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}}}},
+        "photos": {"type": "array", "maxItems": 2, "description": "photos sent with the report (never public)",
+                   "items": {"$ref": "#/components/schemas/PhotoRef"}},
+        "similar_photos": {"type": "array", "description": "earlier photos (any event) that these photos "
+                           "resemble, most similar first", "items": {"type": "object",
+                           "required": ["photo_id", "distance", "first_seen_at"], "properties": {
+                               "photo_id": {"type": "string"}, "of": {"type": "string"},
+                               "distance": {"type": "integer", "minimum": 0},
+                               "first_seen_at": TIME}}},
+        "reply": {"type": ["object", "null"], "description": "control only: the answer mailed to `contact` (the "
+                  "latest, when counted for several rumours)", "properties": REPLY},
+        "replies": {"type": "array", "description": "control only: one per rumour the report was counted for "
+                    "whose verdict was mailed", "items": {"type": "object", "properties": {
+                        "rumour_id": {"type": "string"}, **REPLY}}}}},
 }
 
 # ---- zones, positions, alerts, the map (issue 5) ----------------------------------------------------------

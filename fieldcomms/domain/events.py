@@ -32,6 +32,7 @@ async def create_event(ctx: Services, body: Any, slot: Slot | None = None) -> di
     if ctx.store.get("events", data["tag"]) is not None:
         raise Conflict(f"An event #{data['tag']} exists already.")
     doc = {"id": data["tag"], **data, "created_at": now_str()}
+    doc["answer_approval"] = data.get("answer_approval") or ctx.settings.answer_approval
     doc = apply_retention(None, doc, ctx.settings.retention_days, utc_now(), explicit=data["retain_until"] is not None)
 
     def render(stored: dict[str, Any]) -> dict[str, Any]:

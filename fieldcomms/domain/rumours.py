@@ -1,5 +1,5 @@
-"""Rumours and reports from the public, over the context: validation, the store, and the rules of
-`fieldcomms.rumours` (lifecycle, urgency, matching, ClaimReview).
+"""Rumours over the services: validation, the store, and the rules of `fieldcomms.rumours` (lifecycle, urgency,
+matching, ClaimReview). Reports from the public are in `fieldcomms.domain.reports`.
 
 Rules chosen where API.md is silent (the handlers' OpenAPI descriptions say the same):
 
@@ -15,12 +15,12 @@ Rules chosen where API.md is silent (the handlers' OpenAPI descriptions say the 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..config import ANSWER_APPROVAL_MODES
 from ..errors import NotFound, ValidationFailed
 from ..idempotency import Slot
 from ..model import (
@@ -28,7 +28,6 @@ from ..model import (
     check_unknown,
     location_value,
     new_id,
-    now_str,
     require_object,
     text_value,
     time_value,
@@ -37,6 +36,7 @@ from ..model import (
 )
 from ..rumours import claimreview, lifecycle, urgency
 from ..visibility import Viewer
+from . import replies
 from .events import get_event, open_event
 from .updates import build_update, store_update
 
@@ -48,8 +48,9 @@ Aux = Callable[[Doc], Iterable[tuple[str, Doc]]]
 
 RUMOURS, REPORTS, UPDATES = "rumours", "reports", "updates"
 URL_MAX_CHARS = 2000
-CONTACT_MAX_CHARS = 200
 SOURCE_FIELDS = ("text", "url", "seen_at", "location")
+SECOND_CONTROL = ANSWER_APPROVAL_MODES[1]
+CHECKS = ("names_person", "mentions_minor", "active_proceedings")
 
 
 # ---- validation -------------------------------------------------------------------------------------------
@@ -132,18 +133,19 @@ def validate_rebuttal(body: Any, max_text: int, max_photos: int) -> Doc:
     verdict = data.get("verdict")
     if verdict not in lifecycle.VERDICTS:
         p.add("verdict", "must be one of: " + ", ".join(lifecycle.VERDICTS))
+    checks = checks_value(data.get("checks"), p)
     update_body: Doc | None = None
     update_id = data.get("update_id")
     if "update_id" in data:
         for key in data:
             if key in ("text", "location", "photos"):
                 p.add(key, "cannot be combined with update_id: give one form of rebuttal")
-            elif key not in ("verdict", "update_id"):
+            elif key not in ("verdict", "update_id", "checks"):
                 p.add(str(key), "is not a known field")
         if not isinstance(update_id, str) or not 1 <= len(update_id) <= 128:
             p.add("update_id", "must be an update id string")
     elif "text" in data:
-        check_unknown(data, ("verdict", "text", "location", "photos"), p)
+        check_unknown(data, ("verdict", "text", "location", "photos", "checks"), p)
         given: Doc = {k: data[k] for k in ("text", "location", "photos") if k in data}
         try:
             validate_update(given, max_text_chars=max_text, max_photos=max_photos)
@@ -151,10 +153,28 @@ def validate_rebuttal(body: Any, max_text: int, max_photos: int) -> Doc:
             p.errors.extend(exc.errors)
         update_body = {**given, "visibility": "public", "kind": "info"}
     else:
-        check_unknown(data, ("verdict",), p)
+        check_unknown(data, ("verdict", "checks"), p)
         p.add("update_id", "give update_id (an existing public update) or text (to post a new one)")
     p.raise_if_any()
-    return {"verdict": verdict, "update_id": update_id, "update": update_body}
+    return {"verdict": verdict, "update_id": update_id, "update": update_body, "checks": checks}
+
+
+def checks_value(value: Any, p: Problems) -> Doc:
+    """The proposer's legal checks on an answer: each of CHECKS true or false (absent: false)."""
+    checks = dict.fromkeys(CHECKS, False)
+    if value is None:
+        return checks
+    if not isinstance(value, dict):
+        p.add("checks", "must be an object {" + ", ".join(CHECKS) + "} of true or false")
+        return checks
+    for key, flag in value.items():
+        if key not in CHECKS:
+            p.add(f"checks.{key}", "is not a known check; known: " + ", ".join(CHECKS))
+        elif not isinstance(flag, bool):
+            p.add(f"checks.{key}", "must be true or false")
+        else:
+            checks[key] = flag
+    return checks
 
 
 def validate_status_patch(body: Any) -> str:
@@ -167,16 +187,6 @@ def validate_status_patch(body: Any) -> str:
     return str(data["status"])
 
 
-def validate_report(body: Any, max_text: int) -> Doc:
-    data = require_object(body)
-    p = Problems()
-    check_unknown(data, ("text", "location", "contact"), p)
-    text = text_value(data.get("text"), p, "text", max_chars=max_text)
-    location = _device(location_value(data.get("location"), p))
-    contact = text_value(data.get("contact"), p, "contact", max_chars=CONTACT_MAX_CHARS, required=False,
-                         min_chars=0)
-    p.raise_if_any()
-    return {"text": text, "location": location, "contact": contact or None}
 
 
 # ---- rumours ----------------------------------------------------------------------------------------------
@@ -201,7 +211,8 @@ def visible_rumour(ctx: Services, rumour_id: str, viewer: Viewer | None) -> Doc:
     return doc
 
 
-async def _store(ctx: Services, rumour: Doc, viewer: Viewer, slot: Slot | None, extra: Doc | None = None) -> Doc:
+async def _store(ctx: Services, rumour: Doc, viewer: Viewer, slot: Slot | None,
+                 extra: Iterable[tuple[str, Doc]] = ()) -> Doc:
     """Store a rumour change (type "rumour"), with the idempotency answer and `extra` (coll, doc) atomically."""
 
     def shown(stored: Doc) -> Doc:
@@ -209,7 +220,7 @@ async def _store(ctx: Services, rumour: Doc, viewer: Viewer, slot: Slot | None, 
 
     def aux(stored: Doc) -> list[tuple[str, Doc]]:
         records = list(slot.aux(shown)(stored)) if slot is not None else []
-        return records + ([(REPORTS, extra)] if extra is not None else [])
+        return records + list(extra)
 
     stored = await ctx.store.append("rumour", RUMOURS, rumour, aux=aux)
     return shown(stored)
@@ -234,10 +245,14 @@ async def add_sighting(ctx: Services, rumour_id: str, viewer: Viewer, inp: Doc, 
         sighting = {"text": report["text"], "url": None, "location": report["location"],
                     "seen_at": report["received_at"], "report_id": report["id"]}
     updated = lifecycle.add_sighting(rumour, sighting, utc_now())
-    extra = None
+    extra: list[tuple[str, Doc]] = []
     if report is not None:
         stored_report = ctx.store.get(REPORTS, report["id"]) or report
-        extra = {**stored_report, "counted_for": [*stored_report.get("counted_for", []), rumour_id]}
+        counted = {**stored_report, "counted_for": [*stored_report.get("counted_for", []), rumour_id]}
+        extra.append((REPORTS, counted))
+        # Counted after the verdict was published: the reporter gets the answer too (once).
+        if lifecycle.has_published_verdict(updated):
+            extra += replies.mail_docs(ctx, updated, [counted])
     return await _store(ctx, updated, viewer, slot, extra)
 
 
@@ -248,6 +263,11 @@ def rebuttal_url(ctx: Services, tag: str, update_id: str) -> str:
 async def add_rebuttal(ctx: Services, rumour_id: str, viewer: Viewer, inp: Doc, slot: Slot | None) -> Doc:
     rumour = visible_rumour(ctx, rumour_id, viewer)
     event = open_event(ctx, rumour["event"])
+    if answers_mode(ctx, event) == SECOND_CONTROL:
+        # Imported here: answers builds on this module (render, publish_answer).
+        from .answers import propose
+
+        return await propose(ctx, rumour, event, viewer, inp, slot)
     update_id = inp["update_id"]
     if inp["update"] is not None:
         # The second form: post the public update first, then link it. Every check that could refuse the
@@ -259,9 +279,27 @@ async def add_rebuttal(ctx: Services, rumour_id: str, viewer: Viewer, inp: Doc, 
         update_id = update["id"]
         rumour = visible_rumour(ctx, rumour_id, viewer)  # it may have changed while the update was stored
     update_doc = ctx.store.get(UPDATES, update_id)
-    updated = lifecycle.add_rebuttal(rumour, inp["verdict"], update_doc, _actor(viewer), utc_now(),
-                                     rebuttal_url(ctx, rumour["event"], update_id))
-    return await _store(ctx, updated, viewer, slot)
+    return await publish_answer(ctx, rumour, inp["verdict"], update_doc, _actor(viewer), viewer, slot)
+
+
+def answers_mode(ctx: Services, event: Doc) -> str:
+    """The event's `answer_approval`; events stored before it existed follow the setting."""
+    return str(event.get("answer_approval") or ctx.settings.answer_approval)
+
+
+async def publish_answer(ctx: Services, rumour: Doc, verdict: str, update: Doc | None, author: Doc, viewer: Viewer,
+                         slot: Slot | None, extra: Iterable[tuple[str, Doc]] = (), approved: bool = False) -> Doc:
+    """Link `update` as the answer with `verdict` (status = verdict, on the public board), and queue the replies
+    to reporters in the same journal record, so that none is lost and none delays the answer. `author` is who
+    proposed it; `viewer` who made it public (the approver, when `approved`)."""
+    now = utc_now()
+    updated = lifecycle.add_rebuttal(rumour, verdict, update, author, now,
+                                     rebuttal_url(ctx, rumour["event"], (update or {}).get("id", "")),
+                                     status_by=_actor(viewer) if approved else None)
+    # From the reports' side: a rumour keeps only its newest sources, a report keeps every rumour it counted for.
+    counted = [r for r in ctx.store.newest_first(REPORTS, rumour["event"])
+               if r is not None and rumour["id"] in r.get("counted_for", ())]
+    return await _store(ctx, updated, viewer, slot, [*extra, *replies.mail_docs(ctx, updated, counted)])
 
 
 async def set_status(ctx: Services, rumour_id: str, viewer: Viewer, status: str) -> Doc:
@@ -341,45 +379,3 @@ def public_board(ctx: Services, tag: str, now: datetime | None = None) -> list[D
     board.sort(key=lambda entry: (lifecycle.parse_time(entry["rumour"]["rebuttals"][-1]["at"], "at"),
                                   entry["rumour"]["seq"]), reverse=True)
     return board
-
-
-# ---- reports from the public ------------------------------------------------------------------------------
-
-
-async def create_report(ctx: Services, tag: str, inp: Doc, slot: Slot | None) -> Doc:
-    event = open_event(ctx, tag)
-    doc = {"id": new_id("rep"), "event": event["tag"], **inp, "received_at": now_str(), "counted_for": []}
-
-    def answer(stored: Doc) -> Doc:
-        return {"id": stored["id"]}
-
-    stored = await ctx.store.append("report", REPORTS, doc, aux=slot.aux(answer, 202) if slot else None)
-    return answer(stored)
-
-
-async def list_reports(
-    ctx: Services, tag: str, viewer: Viewer | None, *, since: int | None = None, before: int | None = None,
-    limit: int = 50,
-) -> Doc:
-    """Reports as `viewer` may see them (paged like every list), each with the event's rumours it resembles.
-    The page is gathered on the loop (cheap); the scoring, a pure function of the texts and claims, runs on a
-    thread, so a page of reports against hundreds of rumours never holds the loop."""
-    event = get_event(ctx, tag)
-    last_seq = ctx.store.last_seq
-    rumours = [{"id": r["id"], "claim": r["claim"]} for r in ctx.store.newest_first(RUMOURS, event["tag"])
-               if r is not None]
-    items: list[Doc] = []
-    texts: list[str] = []
-    for doc in _docs(ctx, REPORTS, event["tag"], since, before):
-        shown = ctx.view(REPORTS, doc, viewer)
-        if shown is None:
-            continue
-        items.append(shown)
-        texts.append(doc["text"])
-        if len(items) >= limit:
-            if since is not None:
-                last_seq = doc["seq"]
-            break
-    found = await asyncio.to_thread(ctx.matcher.match_all, texts, rumours) if texts else []
-    return {"items": [{**item, "matches": matches} for item, matches in zip(items, found, strict=True)],
-            "last_seq": last_seq}

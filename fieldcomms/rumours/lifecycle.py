@@ -173,7 +173,10 @@ def set_status(rumour: Mapping[str, Any], status: str, by: Actor, now: datetime)
     return _refreshed(updated, now)
 
 
-def _rebuttal_problems(rumour: Mapping[str, Any], verdict: Any, update: Mapping[str, Any] | None) -> list[dict[str, str]]:
+def rebuttal_problems(rumour: Mapping[str, Any], verdict: Any, update: Mapping[str, Any] | None,
+                      *, needs_public: bool = True) -> list[dict[str, str]]:
+    """Why `update` cannot answer `rumour` (empty: it can). `needs_public=False` for an answer awaiting
+    approval, whose new update stays internal until it is approved."""
     problems: list[dict[str, str]] = []
     if verdict not in VERDICTS:
         problems.append({"field": "verdict", "message": f"must be one of: {', '.join(VERDICTS)}"})
@@ -183,7 +186,7 @@ def _rebuttal_problems(rumour: Mapping[str, Any], verdict: Any, update: Mapping[
     reasons = []
     if update.get("event") != rumour["event"]:
         reasons.append(f"belong to event {rumour['event']!r}")
-    if update.get("visibility") != "public":
+    if needs_public and update.get("visibility") != "public":
         reasons.append("be public")
     if update.get("status") != "active":
         reasons.append("be active (not retracted)")
@@ -199,12 +202,14 @@ def add_rebuttal(
     by: Actor,
     now: datetime,
     url: str | None,
+    status_by: Actor | None = None,
 ) -> Rumour:
     """Answer a rumour with a public update. `update` is the stored update the rebuttal points at (None: unknown).
+    `status_by`: who made the answer public, when that is not its author (a second control user approving it).
 
     Every problem is reported at once (422); linking the same update twice is a conflict (409).
     """
-    problems = _rebuttal_problems(rumour, verdict, update)
+    problems = rebuttal_problems(rumour, verdict, update)
     if problems or update is None:
         raise ValidationFailed(problems)
     if any(r["update_id"] == update["id"] for r in rumour.get("rebuttals") or []):
@@ -214,7 +219,7 @@ def add_rebuttal(
         *updated.get("rebuttals", []),
         {"update_id": update["id"], "verdict": verdict, "url": url, "at": format_time(now), "by": _actor(by)},
     ]
-    updated = _with_status(updated, verdict, by, now)
+    updated = _with_status(updated, verdict, status_by or by, now)
     # Answered in public: once it leaves the board again, the stream tells the public to take it down.
     updated["_answered"] = True
     return _refreshed(updated, now)

@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from conftest import auth
 
-EVENT_KEYS = {"tag", "title", "description", "status", "starts_at", "ends_at", "created_at", "seq", "retain_until"}
+EVENT_KEYS = {"tag", "title", "description", "status", "starts_at", "ends_at", "created_at", "seq", "retain_until",
+              "answer_approval"}
 
 
 async def create(client: TestClient, token: str | None, body: Any) -> Any:

@@ -532,10 +532,10 @@ class CountingPart:
 async def test_a_part_is_read_to_the_limit_plus_one_and_no_further() -> None:
     part = CountingPart(50 * 1024 * 1024)
     with pytest.raises(PayloadTooLarge):
-        await photos_api._read_part(part, 1000, "photo")  # type: ignore[arg-type]
+        await photos_api.read_part(part, 1000, "photo")  # type: ignore[arg-type]
     assert part.taken == 1001
     exact = CountingPart(1000)
-    assert len(await photos_api._read_part(exact, 1000, "photo")) == 1000  # type: ignore[arg-type]
+    assert len(await photos_api.read_part(exact, 1000, "photo")) == 1000  # type: ignore[arg-type]
 
 
 # --- image work happens in worker processes --------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from fieldcomms.config import Settings
+from fieldcomms.domain import reports
 from fieldcomms.domain import rumours as domain
 from fieldcomms.domain.events import create_event
 from fieldcomms.domain.updates import build_update, retract, store_update
@@ -96,7 +97,15 @@ def test_a_sighting_is_a_report_or_details_never_both() -> None:
 
 def test_rebuttal_forms() -> None:
     first = domain.validate_rebuttal({"verdict": "false", "update_id": "upd_1"}, 2000, 4)
-    assert first == {"verdict": "false", "update_id": "upd_1", "update": None}
+    no_checks = {"names_person": False, "mentions_minor": False, "active_proceedings": False}
+    assert first == {"verdict": "false", "update_id": "upd_1", "update": None, "checks": no_checks}
+    flagged = domain.validate_rebuttal({"verdict": "false", "update_id": "u", "checks": {"mentions_minor": True}},
+                                       2000, 4)
+    assert flagged["checks"] == {**no_checks, "mentions_minor": True}
+    with pytest.raises(ValidationFailed) as exc:
+        domain.validate_rebuttal({"verdict": "false", "text": "x", "checks": {"names_person": "yes", "x": True}},
+                                 2000, 4)
+    assert errors(exc) == {"checks.names_person", "checks.x"}
     second = domain.validate_rebuttal({"verdict": "true", "text": " Yes ", "photos": ["p"]}, 2000, 4)
     assert second["update"] == {"text": " Yes ", "photos": ["p"], "visibility": "public", "kind": "info"}
     with pytest.raises(ValidationFailed) as exc:
@@ -115,8 +124,13 @@ def test_status_patch_and_report_validation() -> None:
     with pytest.raises(ValidationFailed) as exc:
         domain.validate_status_patch({})
     assert errors(exc) == {"status"}
-    assert domain.validate_report({"text": "flares!", "contact": "  "}, 2000)["contact"] is None
-    assert domain.validate_report({"text": "flares!", "contact": " jo "}, 2000)["contact"] == "jo"
+    assert reports.validate_report({"text": "flares!", "contact": "  "}, 2000)["contact"] is None
+    assert reports.validate_report({"text": "flares!", "contact": " jo@example.org "}, 2000)["contact"] == \
+        "jo@example.org"
+    for bad in ("jo", "07700 900123", "jo@localhost", "jo @example.org", "a@b@example.org", "jo..x@example.org"):
+        with pytest.raises(ValidationFailed) as exc:
+            reports.validate_report({"text": "flares!", "contact": bad}, 2000)
+        assert errors(exc) == {"contact"}, bad
 
 
 # --- operations ------------------------------------------------------------------------------------------------
@@ -143,7 +157,7 @@ async def test_every_rumour_change_is_stored_as_a_rumour_change_with_its_seq(ctx
 
 async def test_counting_a_report_writes_the_rumour_and_the_report_in_one_change(ctx: Services) -> None:
     rumour = await log(ctx, FLARES)
-    sent = await domain.create_report(ctx, TAG, domain.validate_report({"text": "flares on fargate!!"}, 2000), None)
+    sent = await reports.create_report(ctx, TAG, reports.validate_report({"text": "flares on fargate!!"}, 2000), None)
     changes: list[Change] = []
     ctx.store.add_listener(changes.append)
     counted = await domain.add_sighting(ctx, rumour["id"], OFFICER, {"report_id": sent["id"]}, None)
@@ -231,14 +245,14 @@ async def test_the_public_board_is_newest_answer_first_with_claim_reviews(ctx: S
 
 async def test_reports_list_matches_with_the_configured_threshold(ctx: Services, tmp_path: Path) -> None:
     flares = await log(ctx, FLARES)
-    await domain.create_report(ctx, TAG, {"text": "flares on fargate tonight", "location": None, "contact": None},
+    await reports.create_report(ctx, TAG, {"text": "flares on fargate tonight", "location": None, "contact": None},
                                None)
-    [item] = (await domain.list_reports(ctx, TAG, OFFICER))["items"]
+    [item] = (await reports.list_reports(ctx, TAG, OFFICER))["items"]
     assert [m["rumour_id"] for m in item["matches"]] == [flares["id"]]
     assert ctx.matcher.threshold == DEFAULT_THRESHOLD
     # The configured threshold reaches the matcher that Services builds.
     strict = Services(ctx.settings.replace(match_threshold=1.0), Store(tmp_path / "strict", fsync=False))
     assert strict.matcher.threshold == 1.0
     ctx.matcher = strict.matcher
-    assert (await domain.list_reports(ctx, TAG, OFFICER))["items"][0]["matches"] == []
-    assert (await domain.list_reports(ctx, TAG, None))["items"] == []  # the public never sees a report
+    assert (await reports.list_reports(ctx, TAG, OFFICER))["items"][0]["matches"] == []
+    assert (await reports.list_reports(ctx, TAG, None))["items"] == []  # the public never sees a report

@@ -116,6 +116,7 @@
       $("token").value = "";
       $("login").hidden = true;
       $("control").hidden = false;
+      FC.control.me = me;
       $("whoami").textContent = "Signed in as " + me.callsign + " (" + me.role + ")";
       $("whoami").hidden = false;
       $("sign-out").hidden = false;
@@ -411,7 +412,8 @@
         var item = FC.el("li", {"data-report-id": rep.id},
           FC.el("span", {class: "report-text"}, rep.text),
           FC.el("span", {class: "meta"}, "Received " + FC.when(rep.received_at) +
-            (rep.contact ? " \u00b7 contact: " + rep.contact : "")));
+            (rep.contact ? " \u00b7 contact: " + rep.contact : "") +
+            (rep.reply ? " \u00b7 answer mailed: " + rep.reply.status + (rep.reply.error ? " (" + rep.reply.error + ")" : "") : "")));
         (rep.matches || []).slice(0, 3).forEach(function (m) {
           var counted = (rep.counted_for || []).indexOf(m.rumour_id) >= 0;
           var line = FC.el("span", {class: "match"}, "Resembles \u201c" + FC.truncate(rumourClaims[m.rumour_id] || m.rumour_id, 80) +
@@ -431,6 +433,8 @@
           item.appendChild(line);
         });
         list.appendChild(item);
+        // Panels in their own files add to a report (control-photos.js: its photos and photos seen before).
+        document.dispatchEvent(new CustomEvent("fieldcomms:report", {detail: {node: item, report: rep}}));
       });
       $("reports-empty").hidden = Boolean(page.items && page.items.length);
     });
@@ -502,6 +506,8 @@
 
   function handle(type, data) {
     FC.control.received += 1;
+    // Panels in their own files (control-answers.js, ...) follow the stream through this DOM event.
+    document.dispatchEvent(new CustomEvent("fieldcomms:stream", {detail: {type: type, data: data}}));
     switch (type) {
       case "update": showUpdate(data, true); break;
       case "update-retracted": hide("updates", data.id); break;
@@ -616,6 +622,7 @@
       return Promise.all([loadMap(), loadReports(), loadAlerts()].concat(eachPanel("start", [panelApi()])));
     }).then(function () {
       FC.control.ready = true;
+      document.dispatchEvent(new CustomEvent("fieldcomms:ready"));
     }).catch(function (err) {
       if (err && err.status !== 401) $("alert-result").textContent = "Some data could not be loaded: " + err.message;
       FC.control.ready = true;
@@ -626,6 +633,9 @@
 
   FC.control = {
     ready: false,
+    me: null,
+    call: function (method, url, body, extraHeaders) { return call(method, url, body, extraHeaders); },
+    randomKey: function () { return randomKey(); },
     stream: "closed",
     received: 0,
     lastActivity: 0,
