@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import gc
 import os
 import sys
@@ -30,8 +31,9 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 async def _bootstrap_admin(ctx: Services) -> str | None:
     """On an empty data directory, an admin to log in with: a new user is in within a minute."""
-    if not ctx.settings.demo_admin or any(u["role"] == "admin" and not u.get("revoked")
-                                          for u in ctx.store.all("users")):
+    # Once per data directory: an admin ever made (even one revoked since) means the deployment has been set
+    # up, and printing a fresh admin token at every start would hand one to whoever reads the logs.
+    if not ctx.settings.demo_admin or any(u["role"] == "admin" for u in ctx.store.all("users")):
         return None
     doc, token = make_user("Administrator", "admin", "admin")
     await ctx.store.append("user", "users", doc)
@@ -238,6 +240,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Everything this program creates (journal, snapshots, photos and their originals, keys, the lock) is for
+    # this user alone: 0600 files, 0700 directories, whatever umask the shell or the service manager had.
+    os.umask(0o077)
     if args.command == "serve":
         return asyncio.run(serve(_settings(args, host=args.host, port=args.port)))
     if args.command == "user" and args.user_command == "add":

@@ -43,7 +43,7 @@ from aiohttp.http import HttpVersion11
 from .domain.alerts import overdue_event
 from .domain.positions import position_out
 from .domain.zones import zone_feature
-from .errors import ServiceUnavailable
+from .errors import ServiceUnavailable, TooManyRequests
 from .model import utc_now
 from .store.store import Change
 from .visibility import Item, Viewer, audience_key, stream_view
@@ -57,6 +57,9 @@ STREAM_COLLS = frozenset({"updates", "rumours", "zones", "positions", "alerts"})
 STORE_REPLAY_MAX = 10_000
 REPLAY_WRITE = 64 * 1024  # replay is written in pieces this large, each waiting for the client
 REPLAY_STALL_S = 30.0  # a client that takes no replay data for this long is dropped
+REPLAY_TOTAL_S = 120.0  # and one whose whole replay takes longer: it resumes from where it got to
+# A replay is framed on the loop in slices of at most this long, so a flood of `since=0` never holds it.
+REPLAY_SLICE_S = 0.003
 # Subscribers written per turn of the loop during a delivery pass: about 3 ms of loopback writes, so a request
 # waits that long at most for each of its few hops through the loop (at 500 the soak's post p50 was 71 ms).
 SLICE = 200
@@ -100,10 +103,12 @@ class Entry:
 
 
 class Subscriber:
-    __slots__ = ("event", "viewer", "transport", "chunked", "done", "live", "held", "floor", "last_write")
+    __slots__ = ("event", "viewer", "transport", "chunked", "done", "live", "held", "floor", "last_write",
+                 "client")
 
     def __init__(self, event: str, viewer: Viewer | None, transport: asyncio.Transport, chunked: bool,
-                 done: asyncio.Future[None], floor: int, now: float) -> None:
+                 done: asyncio.Future[None], floor: int, now: float, client: Hashable = None) -> None:
+        self.client = client  # ("user", id) or ("address", key): whose share of streams this is
         self.event = event
         self.viewer = viewer
         self.transport = transport
@@ -146,6 +151,9 @@ class Broker:
         self._subs: dict[str, dict[Subscriber, None]] = {}
         self._fans: dict[str, Fanout] = {}
         self._replaying: dict[str, dict[Subscriber, None]] = {}  # registered, not yet live: they hold changes
+        self._clients: dict[Hashable, dict[Subscriber, None]] = {}  # open streams per user / public address
+        self.per_user = settings.sse_streams_per_user
+        self.per_address = settings.sse_streams_per_address
         self.passes = 0
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,6 +166,7 @@ class Broker:
         self._loop = asyncio.get_running_loop()
         self.published_seq = self._start_seq = self.ctx.store.last_seq
         self.ctx.store.add_listener(self.publish)
+        self.ctx.store.on_apply(self._user_changed, {"users"})
         self._ticker = self._loop.create_task(self._tick())
 
     async def shutdown(self) -> None:
@@ -178,6 +187,14 @@ class Broker:
         for fan in self._fans.values():
             if fan.handle is not None:
                 fan.handle.cancel()
+
+    def _user_changed(self, coll: str, old: Item | None, new: Item) -> None:
+        """A user revoked, or given another role: their streams end now (they were opened with rights the
+        user no longer has); the client reconnects with its token and is refused or served anew."""
+        if old is None or (not new.get("revoked") and new.get("role") == old.get("role")):
+            return
+        for sub in list(self._clients.get(("user", new["id"]), ())):
+            self._end(sub)  # nothing more is sent to it: its stream is ended cleanly at once
 
     def stats(self) -> dict[str, int]:
         return {"subscribers": sum(len(s) for s in self._subs.values()), "dropped": self.dropped,
@@ -226,13 +243,20 @@ class Broker:
         if as_of != entry.as_of:  # changed since the frames were made: make them again, from visibility
             entry.frames = {}
             entry.as_of = as_of
-        key = audience_key(change.coll, change.data, viewer)
+        key = audience_key(change.coll, change.data, viewer, current)
         frame = entry.frames.get(key)
         if frame is None:
             seen = stream_view(change.coll, change.data, viewer, self.ctx, change.type)
             frame = b"" if seen is None else sse_frame(change.type, change.seq, self._render(change, seen))
             entry.frames[key] = frame
         return frame
+
+    def _audience(self, entry: Entry, viewer: Viewer | None) -> Hashable:
+        change = entry.change
+        current = None
+        if viewer is not None and change.coll == "updates" and not viewer.at_least("control"):
+            current = self.ctx.store.get(change.coll, change.data["id"])
+        return audience_key(change.coll, change.data, viewer, current)
 
     def _render(self, change: Change, seen: Item) -> Item:
         coll = change.coll
@@ -271,7 +295,7 @@ class Broker:
             i = bisect_right(seqs, floor)
             viewer = sub.viewer
             group = None if viewer is None else tuple(
-                [audience_key(e.change.coll, e.change.data, viewer) for e in entries[i:]])
+                [self._audience(e, viewer) for e in entries[i:]])
             key = (i, newest, sub.chunked, group)
             data = shared.get(key)
             if data is None:
@@ -322,6 +346,12 @@ class Broker:
     def _end(self, sub: Subscriber) -> None:
         _discard(self._subs, sub)
         _discard(self._replaying, sub)
+        sub.live = False  # a delivery pass under way holds a copy of the subscribers: it skips this one now
+        mine = self._clients.get(sub.client)
+        if mine is not None:
+            mine.pop(sub, None)
+            if not mine:
+                del self._clients[sub.client]
         sub.held = []
         if not sub.done.done():
             sub.done.set_result(None)
@@ -343,10 +373,16 @@ class Broker:
     # ---- subscribing -------------------------------------------------------------------------------
 
     async def serve(self, request: web.Request, event: str, viewer: Viewer | None, since: int | None,
-                    unreadable: bool = False) -> web.StreamResponse:
-        """Run one subscriber's stream until it disconnects, is dropped, or the server shuts down."""
+                    unreadable: bool = False, address: str = "") -> web.StreamResponse:
+        """Run one subscriber's stream until it disconnects, is dropped, or the server shuts down.
+        `address` is the client's rate-limit key: the public's streams are counted per address."""
         if self.closing or self._loop is None:
             raise ServiceUnavailable("The server is shutting down; reconnect in a moment.")
+        client: Hashable = ("user", viewer.id) if viewer is not None else ("address", address)
+        limit = self.per_user if viewer is not None else self.per_address
+        if len(self._clients.get(client, ())) >= limit:
+            whose = "this user" if viewer is not None else "this address"
+            raise TooManyRequests(f"{limit} streams are already open for {whose}; close one first.", 30)
         resp = web.StreamResponse(headers=HEADERS)
         resp.force_close()
         chunked = request.version >= HttpVersion11
@@ -361,12 +397,15 @@ class Broker:
         # the replay runs up to `start`, and every change after `start` reaches the subscriber, held or written.
         start = self.published_seq
         replay, floor = self._replay(event, viewer, since, start) if since is not None or unreadable else ([], start)
-        sub = Subscriber(event, viewer, transport, chunked, self._loop.create_future(), floor, self._loop.time())
+        sub = Subscriber(event, viewer, transport, chunked, self._loop.create_future(), floor, self._loop.time(),
+                         client)
         self._subs.setdefault(event, {})[sub] = None
         self._replaying.setdefault(event, {})[sub] = None
+        self._clients.setdefault(client, {})[sub] = None
         try:
             await resp.write(RETRY)  # also sends the headers
-            await _write_pieces(resp, replay)
+            async with asyncio.timeout(REPLAY_TOTAL_S):
+                await self._write_replay(resp, sub, replay)
             del replay
             if not sub.done.done():
                 _discard(self._replaying, sub)
@@ -382,10 +421,38 @@ class Broker:
             await resp.write_eof()
         return resp
 
+    async def _write_replay(self, resp: web.StreamResponse, sub: Subscriber, replay: list[Entry | bytes | None]) -> None:
+        """Frame and write a replay a slice at a time: at most REPLAY_SLICE_S of framing on the loop before
+        yielding, and at most one piece (REPLAY_WRITE) framed ahead of what the client has taken, so a slow
+        reader holds a piece, not its whole replay. Each written item is let go of (`replay[i] = None`)."""
+        clock = asyncio.get_running_loop().time
+        piece: list[bytes] = []
+        size = 0
+        began = clock()
+        for i, item in enumerate(replay):
+            if sub.done.done():
+                return  # revoked, dropped or shut down meanwhile
+            replay[i] = None
+            frame = item if isinstance(item, bytes) or item is None else self._frame(item, sub.viewer)
+            if frame:
+                piece.append(frame)
+                size += len(frame)
+            if size >= REPLAY_WRITE:
+                async with asyncio.timeout(REPLAY_STALL_S):
+                    await resp.write(b"".join(piece))
+                piece, size = [], 0
+                began = clock()
+            elif clock() - began > REPLAY_SLICE_S:
+                await asyncio.sleep(0)
+                began = clock()
+        if piece and not sub.done.done():
+            async with asyncio.timeout(REPLAY_STALL_S):
+                await resp.write(b"".join(piece))
+
     def _replay(self, event: str, viewer: Viewer | None, since: int | None,
-                start: int) -> tuple[list[bytes], int]:
-        """The frames after `since` up to `start` that `viewer` may see, and the seq up to which live changes
-        are skipped. `since` may be ahead of `start` but not of the store: a list's `last_seq` counts
+                start: int) -> tuple[list[Entry | bytes | None], int]:
+        """What to replay after `since` up to `start` for `viewer` (framed as it is written, see
+        `_write_replay`), and the seq up to which live changes are skipped. `since` may be ahead of `start` but not of the store: a list's `last_seq` counts
         changes that are stored but not yet durable, which the stream announces a moment later."""
         if since is None:
             return [self._reset(start, "the Last-Event-ID is not a seq from this server")], start
@@ -393,6 +460,7 @@ class Broker:
             return [self._reset(start, "the Last-Event-ID is ahead of this server")], start
         if since >= start:
             return [], since
+        entries: list[Entry | bytes | None]
         if since >= self._ring_floor.get(event, self._start_seq):
             ring = self._rings.get(event, deque())
             entries = [e for e in ring if since < e.change.seq <= start]
@@ -404,7 +472,7 @@ class Broker:
                 entries.append(Entry(Change(doc["seq"], change_type(coll, doc), coll, doc)))
                 if len(entries) > STORE_REPLAY_MAX:
                     return [self._reset(start, "the gap is too old to replay; reload the lists")], start
-        return [f for e in entries if (f := self._frame(e, viewer))], start
+        return entries, start
 
     def _reset(self, start: int, reason: str) -> bytes:
         return sse_frame("reset", start, {"reason": reason, "last_seq": start})
@@ -417,21 +485,6 @@ def _discard(registry: dict[str, dict[Subscriber, None]], sub: Subscriber) -> No
         subs.pop(sub, None)
         if not subs:
             del registry[sub.event]
-
-
-async def _write_pieces(resp: web.StreamResponse, frames: list[bytes]) -> None:
-    piece: list[bytes] = []
-    size = 0
-    for frame in frames:
-        piece.append(frame)
-        size += len(frame)
-        if size >= REPLAY_WRITE:
-            async with asyncio.timeout(REPLAY_STALL_S):
-                await resp.write(b"".join(piece))
-            piece, size = [], 0
-    if piece:
-        async with asyncio.timeout(REPLAY_STALL_S):
-            await resp.write(b"".join(piece))
 
 
 def _tune(transport: asyncio.Transport, buffer_limit: int) -> None:

@@ -281,7 +281,7 @@ def validate_user(body: Any) -> dict[str, str]:
     check_unknown(data, ("name", "callsign", "role"), p)
     name = text_value(data.get("name"), p, "name", max_chars=200)
     callsign = data.get("callsign")
-    if not isinstance(callsign, str) or not CALLSIGN_RE.match(callsign):
+    if not isinstance(callsign, str) or not CALLSIGN_RE.fullmatch(callsign):  # `$` would let "A1\n" in
         p.add("callsign", "must be 1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit")
     role = choice(data.get("role"), p, "role", ROLES, None)
     if data.get("role") is None:

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 
 from .abuse import AuthFailureLimiter
+from .caller import caller_still_valid
 from .config import Settings
 from .domain import map as map_domain
 from .domain import rumours as rumours_domain
@@ -56,6 +57,7 @@ class Services:
         store.unique_index("users", "token_hash", lambda d: None if d.get("revoked") else d.get("token_hash"))
         store.unique_index("users", "callsign", lambda d: None if d.get("revoked") else d["callsign"].lower())
 
+        store.add_guard(caller_still_valid)  # a caller revoked while their request ran writes nothing
         self.idempotency = Idempotency(store, settings.idempotency_ttl_hours)
         store.set_prune(self.idempotency.expired)
         self.zones = Zones()

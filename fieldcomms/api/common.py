@@ -85,9 +85,31 @@ def parse_json(raw: bytes, field: str = "body") -> Any:
     if not raw.strip():
         raise ValidationFailed.one(field, "a JSON body is required")
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"The {field} is not valid JSON: {exc}", [{"field": field, "message": "not valid JSON"}]) from None
+    if _too_deep(data, MAX_JSON_DEPTH):
+        # orjson reads 1,024 levels but writes only 254: a deeper document would be accepted and then fail
+        # to be stored (a 500). No request of this API needs more than a handful.
+        raise ValidationFailed.one(field, f"nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+MAX_JSON_DEPTH = 32
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether `data` nests objects or arrays deeper than `limit`; iterative, so no recursion limit applies."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 async def read_json(request: web.Request) -> Any:

@@ -128,6 +128,7 @@ class Store:
         self._raw: dict[str, dict[str, Doc]] = {}
         self._loading = False
         self._listeners: list[Listener] = []
+        self._guards: list[Callable[[Store], None]] = []
         self._since_snapshot = 0
         self._snapshotting = False
         self._snapshot_task: asyncio.Task[None] | None = None
@@ -163,6 +164,11 @@ class Store:
                 hook for hook, colls, loading in self._apply_hooks
                 if (colls is None or coll in colls) and (loading or not self._loading)]
         return hooks
+
+    def add_guard(self, guard: Callable[[Store], None]) -> None:
+        """guard(store) runs at the start of every append and may raise to refuse it: nothing is written then.
+        (The caller's revocation check: see auth.caller_still_valid.)"""
+        self._guards.append(guard)
 
     def add_listener(self, listener: Listener) -> None:
         """Called once a change is durable, in seq order."""
@@ -236,6 +242,8 @@ class Store:
             raise StorageError("the store is not open")
         if self._failed is not None:
             raise StorageError(f"the journal failed: {self._failed!r}")
+        for guard in self._guards:
+            guard(self)
         seq = self.last_seq + 1
         stored = {**doc, "seq": seq}
         extra = [(c, {**d, "seq": seq}) for c, d in (aux(stored) if aux else ())]
