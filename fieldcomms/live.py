@@ -328,6 +328,17 @@ class Broker:
         if payload:
             self._write(sub, chunk(payload) if sub.chunked else payload, now)
 
+    def signal(self, event: str, name: str, data: Item, min_role: str = "control") -> None:
+        """A notice that is not a stored change (no `id:`, so no replay and no effect on Last-Event-ID), to the
+        event's live subscribers of at least `min_role`: e.g. `reports-backlog` when reports are refused."""
+        if self._loop is None:
+            return
+        frame = b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data))
+        now = self._loop.time()
+        for sub in list(self._subs.get(event, ())):
+            if sub.live and sub.viewer is not None and sub.viewer.at_least(min_role):
+                self._write(sub, chunk(frame) if sub.chunked else frame, now)
+
     def _write(self, sub: Subscriber, data: bytes, now: float) -> None:
         transport = sub.transport
         if transport.is_closing():

@@ -157,3 +157,12 @@ def rate_key(address: str) -> str:
     if isinstance(parsed, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((parsed, 64), strict=False))
     return str(parsed) if parsed is not None else address
+
+
+def wide_rate_key(address: str) -> str | None:
+    """The /48 an IPv6 address belongs to (a site's usual allocation, 65,536 /64s), or None for IPv4: a
+    second, looser limit on it stops one site from spreading a flood over its /64s."""
+    parsed = parse_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, 48), strict=False))
+    return None

@@ -34,12 +34,14 @@ from .photo_pool import PhotoWorkers
 from .push.service import PushService
 from .ratelimit import TokenBucketLimiter
 from .rumours.matching import DEFAULT_THRESHOLD, Matcher
+from .domain.backlog import ReportBacklog
 from .store import Store
 from .visibility import Item, Viewer, view
 
 log = logging.getLogger(__name__)
 
 RetractHook = Callable[[Item, Viewer], Awaitable[None]]
+WIDE_REPORTS = 8
 
 
 class Services:
@@ -72,8 +74,12 @@ class Services:
         self.feed_cache = FeedCache()
         try:
             self.report_limiter = TokenBucketLimiter(settings.report_rate_per_minute / 60.0, settings.report_burst)
+            # An IPv6 /48 as a whole (a site: 65,536 /64s) may send WIDE_REPORTS times what one /64 may.
+            self.report_wide_limiter = TokenBucketLimiter(
+                WIDE_REPORTS * settings.report_rate_per_minute / 60.0, WIDE_REPORTS * settings.report_burst)
         except ValueError as exc:
             raise ValueError(f"report_rate_per_minute and report_burst must be positive: {exc}") from None
+        self.report_backlog = ReportBacklog(store)  # unreviewed reports per event, capped
         self.auth_limiter = AuthFailureLimiter(settings.auth_failures_per_minute, settings.trusted_proxies)
         self.broker = Broker(self)
         # Alerts that stay live on their area, escalation of unacknowledged ones, and Web Push to handsets.

@@ -19,6 +19,7 @@ from tests.conftest import auth, make_user
 
 TAG = "libdempolicing"
 PHOTO = Path("/work/shared/samples/photos/jolla.jpg")
+PHOTO_BYTES = PHOTO.read_bytes()
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ async def test_an_upload_begun_before_the_revocation_does_not_post_after_it(
     boundary = "fieldcommsboundary"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
             "Content-Type: image/jpeg\r\n\r\n").encode()
-    data = PHOTO.read_bytes()
+    data = PHOTO_BYTES
     tail = f"\r\n--{boundary}--\r\n".encode()
     half = asyncio.Event()
     go_on = asyncio.Event()

@@ -113,11 +113,14 @@ def _too_deep(data: Any, limit: int) -> bool:
 
 
 async def read_json(request: web.Request) -> Any:
-    ctype = request.headers.get("Content-Type", JSON).split(";")[0].strip().lower()
-    if ctype not in (JSON, "application/merge-patch+json", "text/plain", "") and not ctype.endswith("+json"):
+    # JSON only, declared as such: `text/plain`, a form's types and a body without a type are what a page on
+    # another site can make a visitor's browser send without asking (no CORS preflight), e.g. public reports.
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype not in (JSON, "application/merge-patch+json") and not (ctype.startswith("application/")
+                                                                     and ctype.endswith("+json")):
         from ..errors import UnsupportedMediaType
 
-        raise UnsupportedMediaType(f"Send application/json, not {ctype}.")
+        raise UnsupportedMediaType(f"Send application/json, not {ctype or 'a body without a Content-Type'}.")
     raw = await read_body(request, ctx_of(request).settings.max_body_bytes)
     return parse_json(raw)
 

@@ -132,6 +132,9 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "seq": {"type": "integer"}, "event": {"type": "string"},
         "text": {"type": "string"}, "location": NLOCATION_OUT, "contact": {"type": ["string", "null"]},
         "received_at": TIME, "counted_for": {"type": "array", "items": {"type": "string"}},
+        "dismissed": {"type": "boolean", "description": "An officer read it and it needs nothing more."},
+        "dismissed_by": {"type": "object", "properties": {"id": {"type": "string"}, "callsign": {"type": "string"}}},
+        "dismissed_at": TIME,
         "matches": {"type": "array", "items": {"type": "object", "required": ["rumour_id", "score"], "properties": {
             "rumour_id": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}}}}}},
 }

@@ -43,12 +43,12 @@ class StaticFiles:
     the security headers, and problem+json for whatever is not a file here: 404, never a 403 that would tell
     a prober a directory exists. Range requests are answered with the whole file (these files are small)."""
 
-    def __init__(self, roots: tuple[tuple[str, str], ...] = STATIC_ROOTS) -> None:
+    def __init__(self, roots: tuple[tuple[str, str | Path], ...] = STATIC_ROOTS) -> None:
         self._cache: dict[str, tuple[bytes, str]] = {}
         for prefix, directory in reversed(roots):  # the more specific prefix last, so it wins
             base = Path(directory).resolve()
-            for path in sorted(base.rglob("*")):
-                found = _servable(base, str(path.relative_to(base)))
+            for entry in sorted(base.rglob("*")):
+                found = _servable(base, str(entry.relative_to(base)))
                 if found is not None:
                     name = prefix + found.relative_to(base).as_posix()
                     self._cache[name] = (found.read_bytes(), STATIC_TYPES.get(found.suffix, "application/octet-stream"))
