@@ -38,6 +38,7 @@ API_MODULES = [
     "fieldcomms.api.events",
     "fieldcomms.api.updates",
     "fieldcomms.api.photos",
+    "fieldcomms.api.media_files",
     "fieldcomms.api.rumours",
     "fieldcomms.api.reports",
     "fieldcomms.api.feeds",

@@ -166,3 +166,26 @@ def wide_rate_key(address: str) -> str | None:
     if isinstance(parsed, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((parsed, 48), strict=False))
     return None
+
+
+class InFlight:
+    """How many of something (photo downloads) each key has in progress, at most `per_key` at once."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = per_key
+        self._open: dict[str, int] = {}
+
+    def begin(self, key: str) -> bool:
+        """Count one more for `key`, or answer False (and count nothing) when it has `per_key` already."""
+        held = self._open.get(key, 0)
+        if held >= self.per_key:
+            return False
+        self._open[key] = held + 1
+        return True
+
+    def end(self, key: str) -> None:
+        held = self._open.get(key, 0) - 1
+        if held > 0:
+            self._open[key] = held
+        else:
+            self._open.pop(key, None)

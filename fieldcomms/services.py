@@ -32,7 +32,7 @@ from .live import Broker, raise_open_files_limit
 from .media import MediaStore
 from .photo_pool import PhotoWorkers
 from .push.service import PushService
-from .ratelimit import TokenBucketLimiter
+from .ratelimit import InFlight, TokenBucketLimiter
 from .rumours.matching import DEFAULT_THRESHOLD, Matcher
 from .domain.backlog import ReportBacklog
 from .store import Store
@@ -70,6 +70,7 @@ class Services:
         store.on_apply(self.map.on_apply, map_domain.POINT_COLLS, loading=False)  # it builds lazily
         self.media = MediaStore(settings.data_path / "media")
         self.photo_workers = PhotoWorkers()  # processes start with the first photo
+        self.media_downloads = InFlight(settings.media_connections_per_address)  # photo downloads per address
         self.matcher = Matcher(settings.match_threshold or DEFAULT_THRESHOLD)
         self.feed_cache = FeedCache()
         try:
