@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 
 from aiohttp import web
 

@@ -22,8 +22,10 @@ from .config import Settings
 from .domain import map as map_domain
 from .domain import rumours as rumours_domain
 from .domain.alertbook import AlertBook
+from .domain.backlog import ReportBacklog
 from .domain.escalation import Escalation
 from .domain.positions import Positions
+from .domain.public_index import PublicUpdates
 from .domain.subscriptions import Subscriptions
 from .domain.zones import Zones
 from .feeds import FeedCache
@@ -34,7 +36,6 @@ from .photo_pool import PhotoWorkers
 from .push.service import PushService
 from .ratelimit import InFlight, TokenBucketLimiter
 from .rumours.matching import DEFAULT_THRESHOLD, Matcher
-from .domain.backlog import ReportBacklog
 from .store import Store
 from .visibility import Item, Viewer, view
 
@@ -81,6 +82,8 @@ class Services:
         except ValueError as exc:
             raise ValueError(f"report_rate_per_minute and report_burst must be positive: {exc}") from None
         self.report_backlog = ReportBacklog(store)  # unreviewed reports per event, capped
+        # The public's updates per event and kind: public reads walk only those (issue 15 item 7).
+        self.public_updates = PublicUpdates(store)
         self.auth_limiter = AuthFailureLimiter(settings.auth_failures_per_minute, settings.trusted_proxies)
         self.broker = Broker(self)
         # Alerts that stay live on their area, escalation of unacknowledged ones, and Web Push to handsets.

@@ -163,6 +163,10 @@ def choice_param(request: web.Request, name: str, options: Iterable[str]) -> str
     return raw
 
 
+# (oldest_first, since or before) -> the candidate documents in that order
+Source = Callable[[bool, int | None], Iterator[Item | None]]
+
+
 class Page:
     """The paging rule shared by every list: newest first with limit/before, or with since, oldest first."""
 
@@ -180,10 +184,15 @@ class Page:
         event: str,
         viewer: Viewer | None,
         keep: Callable[[Item], bool] = lambda item: True,
+        source: Source | None = None,
     ) -> dict[str, Any]:
+        """`source(oldest_first, bound)` may give the candidates instead of the event's whole collection (an
+        index that holds only what the request can answer with), in the same order and bounds."""
         store = ctx.store
         docs: Iterator[Item | None]
-        if self.since is not None:
+        if source is not None:
+            docs = source(True, self.since) if self.since is not None else source(False, self.before)
+        elif self.since is not None:
             docs = store.oldest_first(coll, event, self.since)
         else:
             docs = store.newest_first(coll, event, self.before)

@@ -53,7 +53,7 @@ def _before(request: web.Request) -> int | None:
 def public_updates(ctx: Services, tag: str, before: int | None, limit: int = PAGE_SIZE) -> tuple[list[Doc], bool]:
     """The newest public updates (below `before`), as the public sees them, and whether older ones exist."""
     shown: list[Doc] = []
-    for doc in ctx.store.newest_first(UPDATES, tag, before):
+    for doc in ctx.public_updates.newest_first(tag, before=before):  # only what the public may have seen
         seen = ctx.view(UPDATES, doc, None)
         if seen is None:
             continue
