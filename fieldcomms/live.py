@@ -406,9 +406,10 @@ class Broker:
         _tune(transport, self.buffer_limit)
         # The replay is built and the subscriber registered at one moment, with nothing awaited in between:
         # the replay runs up to `start`, and every change after `start` reaches the subscriber, held or written.
+        # The subscriber is registered at `start`, with nothing awaited in between: every change after it
+        # reaches the subscriber, held while it replays; the replay runs up to `start` (see `_replay`).
         start = self.published_seq
-        replay, floor = self._replay(event, viewer, since, start) if since is not None or unreadable else ([], start)
-        sub = Subscriber(event, viewer, transport, chunked, self._loop.create_future(), floor, self._loop.time(),
+        sub = Subscriber(event, viewer, transport, chunked, self._loop.create_future(), start, self._loop.time(),
                          client)
         self._subs.setdefault(event, {})[sub] = None
         self._replaying.setdefault(event, {})[sub] = None
@@ -416,6 +417,9 @@ class Broker:
         try:
             await resp.write(RETRY)  # also sends the headers
             async with asyncio.timeout(REPLAY_TOTAL_S):
+                replay: list[Entry | bytes | None] = []
+                if since is not None or unreadable:
+                    replay, sub.floor = await self._replay(event, viewer, since, start)
                 await self._write_replay(resp, sub, replay)
             del replay
             if not sub.done.done():
@@ -460,10 +464,11 @@ class Broker:
             async with asyncio.timeout(REPLAY_STALL_S):
                 await resp.write(b"".join(piece))
 
-    def _replay(self, event: str, viewer: Viewer | None, since: int | None,
-                start: int) -> tuple[list[Entry | bytes | None], int]:
+    async def _replay(self, event: str, viewer: Viewer | None, since: int | None,
+                      start: int) -> tuple[list[Entry | bytes | None], int]:
         """What to replay after `since` up to `start` for `viewer` (framed as it is written, see
-        `_write_replay`), and the seq up to which live changes are skipped. `since` may be ahead of `start` but not of the store: a list's `last_seq` counts
+        `_write_replay`), and the seq up to which live changes are skipped. `since` may be ahead of `start`
+        but not of the store: a list's `last_seq` counts
         changes that are stored but not yet durable, which the stream announces a moment later."""
         if since is None:
             return [self._reset(start, "the Last-Event-ID is not a seq from this server")], start
@@ -476,13 +481,21 @@ class Broker:
             ring = self._rings.get(event, deque())
             entries = [e for e in ring if since < e.change.seq <= start]
         else:
+            # Walked in slices of at most REPLAY_SLICE_S. The store's logs are safe to walk across awaits: a
+            # walk sees only the entries there when it began, and an item changed since (seq > start) is
+            # skipped here because it arrives live.
             entries = []
+            clock = asyncio.get_running_loop().time
+            began = clock()
             for coll, doc in self.ctx.store.event_changes_since(event, since):
                 if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
                     continue  # changed after `start`: it arrives live
                 entries.append(Entry(Change(doc["seq"], change_type(coll, doc), coll, doc)))
                 if len(entries) > STORE_REPLAY_MAX:
                     return [self._reset(start, "the gap is too old to replay; reload the lists")], start
+                if not len(entries) & 255 and clock() - began > REPLAY_SLICE_S:
+                    await asyncio.sleep(0)
+                    began = clock()
         return entries, start
 
     def _reset(self, start: int, reason: str) -> bytes:

@@ -112,7 +112,9 @@ SCHEMAS: dict[str, Any] = {
         "location": NLOCATION_OUT, "first_seen_at": TIME, "last_seen_at": TIME,
         "sightings": {"type": "integer", "minimum": 1}, "sightings_last_hour": {"type": "integer", "minimum": 0},
         "urgency": {"type": "number", "minimum": 0},
-        "sources": {"type": "array", "items": {"type": "object", "required": ["text", "url", "seen_at", "location"],
+        "sources": {"type": "array", "description": "The newest `max_rumour_sources` (default 100) sources, in "
+                    "the order they were logged; `sightings` counts every one.",
+                    "items": {"type": "object", "required": ["text", "url", "seen_at", "location"],
                                                "properties": {
             "text": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]}, "seen_at": TIME,
             "location": NLOCATION_OUT, "report_id": {"type": "string"}}}},
