@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -79,7 +80,8 @@ async def dismiss(request: web.Request) -> web.Response:
             "dismissed_at": now_str()})
     rumours = [r for r in ctx.store.newest_first("rumours", report["event"]) if r is not None]
     shown = ctx.view("reports", report, viewer) or {}
-    return json_response({**shown, "matches": domain.matcher_of(ctx).matches(report["text"], rumours)})
+    matches = await asyncio.to_thread(ctx.matcher.matches, report["text"], rumours)  # as the list does
+    return json_response({**shown, "matches": matches})
 
 
 @routes.get("/api/v1/events/{tag}/reports")
