@@ -33,7 +33,7 @@ import resource
 import socket
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Awaitable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -137,6 +137,34 @@ class Fanout:
         self.handle: asyncio.Handle | None = None
 
 
+class Turn:
+    """A replay's turn on the loop: held while it frames or walks, given up while it waits (for the client,
+    or for the loop's other work), so that replays run one slice at a time between other requests."""
+
+    __slots__ = ("lock", "held")
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self.lock = lock
+        self.held = False
+
+    async def __aenter__(self) -> Turn:
+        await self.lock.acquire()
+        self.held = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.held:
+            self.held = False
+            self.lock.release()
+
+    async def pause(self, wait: Awaitable[Any] | None = None) -> None:
+        self.held = False
+        self.lock.release()
+        await (wait if wait is not None else asyncio.sleep(0))
+        await self.lock.acquire()  # if cancelled here the lock is not held, and __aexit__ knows it
+        self.held = True
+
+
 class Broker:
     def __init__(self, ctx: Services) -> None:
         self.ctx = ctx
@@ -152,6 +180,7 @@ class Broker:
         self._fans: dict[str, Fanout] = {}
         self._replaying: dict[str, dict[Subscriber, None]] = {}  # registered, not yet live: they hold changes
         self._clients: dict[Hashable, dict[Subscriber, None]] = {}  # open streams per user / public address
+        self._turns = asyncio.Lock()  # replays take turns on the loop (see _write_replay)
         self.per_user = settings.sse_streams_per_user
         self.per_address = settings.sse_streams_per_address
         self.passes = 0
@@ -419,7 +448,7 @@ class Broker:
             async with asyncio.timeout(REPLAY_TOTAL_S):
                 replay: list[Entry | bytes | None] = []
                 if since is not None or unreadable:
-                    replay, sub.floor = await self._replay(event, viewer, since, start)
+                    replay, sub.floor = await self._replay(event, viewer, since, start, sub)
                 await self._write_replay(resp, sub, replay)
             del replay
             if not sub.done.done():
@@ -439,33 +468,36 @@ class Broker:
     async def _write_replay(self, resp: web.StreamResponse, sub: Subscriber, replay: list[Entry | bytes | None]) -> None:
         """Frame and write a replay a slice at a time: at most REPLAY_SLICE_S of framing on the loop before
         yielding, and at most one piece (REPLAY_WRITE) framed ahead of what the client has taken, so a slow
-        reader holds a piece, not its whole replay. Each written item is let go of (`replay[i] = None`)."""
+        reader holds a piece, not its whole replay. Each written item is let go of (`replay[i] = None`).
+        Replays take turns (`_turns`): however many run at once, one slice of them runs between two turns of
+        the loop, so a flood of reconnections queues behind itself, not in front of other requests."""
         clock = asyncio.get_running_loop().time
         piece: list[bytes] = []
         size = 0
-        began = clock()
-        for i, item in enumerate(replay):
-            if sub.done.done():
-                return  # revoked, dropped or shut down meanwhile
-            replay[i] = None
-            frame = item if isinstance(item, bytes) or item is None else self._frame(item, sub.viewer)
-            if frame:
-                piece.append(frame)
-                size += len(frame)
-            if size >= REPLAY_WRITE:
-                async with asyncio.timeout(REPLAY_STALL_S):
-                    await resp.write(b"".join(piece))
-                piece, size = [], 0
-                began = clock()
-            elif clock() - began > REPLAY_SLICE_S:
-                await asyncio.sleep(0)
-                began = clock()
+        async with Turn(self._turns) as turn:
+            began = clock()
+            for i, item in enumerate(replay):
+                if sub.done.done() or sub.transport.is_closing():
+                    return  # revoked, dropped, gone or shut down meanwhile
+                replay[i] = None
+                frame = item if isinstance(item, bytes) or item is None else self._frame(item, sub.viewer)
+                if frame:
+                    piece.append(frame)
+                    size += len(frame)
+                if size >= REPLAY_WRITE:
+                    data, piece, size = b"".join(piece), [], 0
+                    async with asyncio.timeout(REPLAY_STALL_S):
+                        await turn.pause(resp.write(data))
+                    began = clock()
+                elif clock() - began > REPLAY_SLICE_S:
+                    await turn.pause()
+                    began = clock()
         if piece and not sub.done.done():
             async with asyncio.timeout(REPLAY_STALL_S):
                 await resp.write(b"".join(piece))
 
-    async def _replay(self, event: str, viewer: Viewer | None, since: int | None,
-                      start: int) -> tuple[list[Entry | bytes | None], int]:
+    async def _replay(self, event: str, viewer: Viewer | None, since: int | None, start: int,
+                      sub: Subscriber | None = None) -> tuple[list[Entry | bytes | None], int]:
         """What to replay after `since` up to `start` for `viewer` (framed as it is written, see
         `_write_replay`), and the seq up to which live changes are skipped. `since` may be ahead of `start`
         but not of the store: a list's `last_seq` counts
@@ -484,18 +516,24 @@ class Broker:
             # Walked in slices of at most REPLAY_SLICE_S. The store's logs are safe to walk across awaits: a
             # walk sees only the entries there when it began, and an item changed since (seq > start) is
             # skipped here because it arrives live.
+            too_old: list[Entry | bytes | None] = [self._reset(start, "the gap is too old to replay; reload the lists")]
+            if self.ctx.store.event_changed_at_least(event, since, STREAM_COLLS) > STORE_REPLAY_MAX:
+                return too_old, start  # known without walking: `since=0` on a large event costs nothing
             entries = []
             clock = asyncio.get_running_loop().time
-            began = clock()
-            for coll, doc in self.ctx.store.event_changes_since(event, since):
-                if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
-                    continue  # changed after `start`: it arrives live
-                entries.append(Entry(Change(doc["seq"], change_type(coll, doc), coll, doc)))
-                if len(entries) > STORE_REPLAY_MAX:
-                    return [self._reset(start, "the gap is too old to replay; reload the lists")], start
-                if not len(entries) & 255 and clock() - began > REPLAY_SLICE_S:
-                    await asyncio.sleep(0)
-                    began = clock()
+            async with Turn(self._turns) as turn:
+                began = clock()
+                for coll, doc in self.ctx.store.event_changes_since(event, since):
+                    if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
+                        continue  # changed after `start`: it arrives live
+                    entries.append(Entry(Change(doc["seq"], change_type(coll, doc), coll, doc)))
+                    if len(entries) > STORE_REPLAY_MAX:
+                        return too_old, start
+                    if not len(entries) & 255 and clock() - began > REPLAY_SLICE_S:
+                        if sub is not None and (sub.done.done() or sub.transport.is_closing()):
+                            return [], start  # the client has gone: stop walking for it
+                        await turn.pause()
+                        began = clock()
         return entries, start
 
     def _reset(self, start: int, reason: str) -> bytes:

@@ -369,6 +369,13 @@ class Store:
         table = self._table(coll)
         return (table.raw_get(i) for i in log_.oldest_first(lambda i: self._current_seq(coll, i), since))
 
+    def event_changed_at_least(self, event: str, since: int, colls: Iterable[str]) -> int:
+        """A lower bound of how many items of the event in `colls` changed after `since`, without walking them
+        (a replay that would be too long is refused at once)."""
+        wanted = frozenset(colls)
+        return sum(log_.changed_after_at_least(since) for (coll, ev), log_ in self._logs.items()
+                   if ev == event and coll in wanted)
+
     def event_changes_since(self, event: str, since: int) -> Iterator[tuple[str, Doc]]:
         """(coll, current doc) of every item of the event whose latest change is after `since`, in seq order.
         Older versions were replaced, so a replay from here carries each item's newest state once."""
