@@ -30,7 +30,7 @@ import orjson
 from fieldcomms.model import new_id
 from fieldcomms.store import Store
 
-from .util import percentile, server, temp_dir, user_add
+from .util import ROOT, percentile, server, temp_dir, user_add
 
 TAG = "libdempolicing"
 N_UPDATES = 100_000
@@ -121,9 +121,13 @@ def _probe_healthz(port: int, seconds: float) -> list[float]:
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
         t0 = time.perf_counter()
-        conn.request("GET", "/healthz")
-        resp = conn.getresponse()
-        resp.read()
+        try:
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            resp.read()
+        except (OSError, http.client.HTTPException):  # a timeout counts as what it waited, then reconnect
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         times.append((time.perf_counter() - t0) * 1000)
         time.sleep(PROBE_EVERY_S)
     conn.close()
@@ -177,43 +181,55 @@ def _flooded(port: int, since: int) -> tuple[list[float], int, int]:
     return busy, connects, received
 
 
+def _measure(data: Path, root: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    token = user_add(data, "officer", f"bench{len(str(root))}", root=root)
+    env = {"FIELDCOMMS_SSE_STREAMS_PER_ADDRESS": "1000", "FIELDCOMMS_FSYNC": "false"}
+    with server(data, core=0, env=env, root=root) as (port, _):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn.request("GET", f"/api/v1/events/{TAG}/map?zoom=3")  # the map index, built once per event
+        conn.getresponse().read()
+        conn.close()
+
+        idle = _probe_healthz(port, 5.0)
+        out["healthz_p99_ms_idle"] = round(percentile(idle, 99), 2)
+        # since=0: the figure of the issue (on 100,000 updates, a `reset` known without walking them); then
+        # since=N-5000: 5,000 items replayed from the store to each client, framed in turns.
+        for label, since in (("", 0), ("_5000_items", N_UPDATES + 1 - 5000)):
+            busy, connects, received = _flooded(port, since)
+            out[f"healthz_p50_ms_under_replay_flood{label}"] = round(percentile(busy, 50), 2)
+            out[f"healthz_p99_ms_under_replay_flood{label}"] = round(percentile(busy, 99), 2)
+            out[f"healthz_max_ms_under_replay_flood{label}"] = round(max(busy), 2)
+            out[f"replay_flood{label}_connects"] = connects
+            out[f"replay_flood{label}_mb_received"] = round(received / 1e6, 1)
+
+        stop = threading.Event()
+        poster = threading.Thread(target=_positions, args=(port, token, stop), daemon=True)
+        poster.start()
+        try:
+            shapes = _shapes(port)
+        finally:
+            stop.set()
+            poster.join(timeout=10)
+        out.update(shapes)
+        out["public_worst_request_p99_ms_100k"] = max(v for k, v in shapes.items() if k.endswith("_p99_ms"))
+    return out
+
+
 def run() -> dict[str, Any]:
+    """With FIELDCOMMS_BENCH_BASELINE_ROOT (a tree of the code before, e.g. `git archive main`), the same
+    measurements run against it first, in the same run and on the same data: `baseline_*` figures."""
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
-    out: dict[str, Any] = {"abuse_updates": N_UPDATES, "abuse_flood_clients": FLOOD_CLIENTS}
+    out: dict[str, Any] = {"abuse_updates": N_UPDATES, "abuse_flood_clients": FLOOD_CLIENTS,
+                           "load_average_1m_before": round(os.getloadavg()[0], 2)}
+    baseline = os.environ.get("FIELDCOMMS_BENCH_BASELINE_ROOT")
     with temp_dir("fc-bench-abuse-") as d:
         data = d / "data"
         asyncio.run(_fill(data, N_UPDATES))
-        token = user_add(data, "officer", "bench1")
-        env = {"FIELDCOMMS_SSE_STREAMS_PER_ADDRESS": "1000", "FIELDCOMMS_FSYNC": "false"}
-        with server(data, core=0, env=env) as (port, _):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            conn.request("GET", f"/api/v1/events/{TAG}/map?zoom=3")  # the map index, built once per event
-            conn.getresponse().read()
-            conn.close()
-
-            idle = _probe_healthz(port, 5.0)
-            out["healthz_p99_ms_idle"] = round(percentile(idle, 99), 2)
-            # since=0: the figure of the issue (on 100,000 updates, a `reset` known without walking them); then
-            # since=N-5000: 5,000 items replayed from the store to each client, framed in turns.
-            for label, since in (("", 0), ("_5000_items", N_UPDATES + 1 - 5000)):
-                busy, connects, received = _flooded(port, since)
-                out[f"healthz_p50_ms_under_replay_flood{label}"] = round(percentile(busy, 50), 2)
-                out[f"healthz_p99_ms_under_replay_flood{label}"] = round(percentile(busy, 99), 2)
-                out[f"healthz_max_ms_under_replay_flood{label}"] = round(max(busy), 2)
-                out[f"replay_flood{label}_connects"] = connects
-                out[f"replay_flood{label}_mb_received"] = round(received / 1e6, 1)
-
-            stop = threading.Event()
-            poster = threading.Thread(target=_positions, args=(port, token, stop), daemon=True)
-            poster.start()
-            try:
-                shapes = _shapes(port)
-            finally:
-                stop.set()
-                poster.join(timeout=10)
-            out.update(shapes)
-            out["public_worst_request_p99_ms_100k"] = max(v for k, v in shapes.items() if k.endswith("_p99_ms"))
+        if baseline:
+            out.update({f"baseline_{k}": v for k, v in _measure(data, Path(baseline)).items()})
+        out.update(_measure(data, ROOT))
     out["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     return out
 

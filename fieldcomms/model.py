@@ -101,7 +101,7 @@ def time_value(value: Any, p: Problems, field: str) -> str | None:
     if not isinstance(value, str) or len(value) > 40:
         p.add(field, "must be an RFC 3339 time string, e.g. 2011-03-12T14:05:00Z")
         return None
-    if not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$", value):
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})", value):
         p.add(field, "must be an RFC 3339 time with a UTC offset, e.g. 2011-03-12T14:05:00Z")
         return None
     try:

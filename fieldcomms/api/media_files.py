@@ -18,13 +18,12 @@ import contextlib
 import logging
 import os
 import socket
-from pathlib import Path
 from typing import IO, Any
 
 from aiohttp import hdrs, web
 
 from ..errors import NotFound, TooManyRequests
-from ..media import is_photo_id
+from ..media import MediaStore, is_photo_id
 from ..ratelimit import client_address, rate_key
 from .common import ctx_of, viewer_of
 from .photos import IMAGE
@@ -38,12 +37,14 @@ PRIVATE = "private, no-store"
 PIECE = 256 * 1024
 
 
-def _open(file: Path) -> tuple[IO[bytes], int] | None:
+def _open(media: MediaStore, photo_id: str, thumb: bool) -> tuple[IO[bytes], int] | None:
+    """The file and its size, or None; in a thread (the loop never waits on a disk)."""
+    file = media.open_path(photo_id, thumb=thumb)
     try:
-        handle = file.open("rb")
+        handle = file.open("rb") if file is not None else None
     except FileNotFoundError:
         return None
-    return handle, os.fstat(handle.fileno()).st_size
+    return None if handle is None else (handle, os.fstat(handle.fileno()).st_size)
 
 
 @routes.get("/media/{id}", name="media")
@@ -66,8 +67,7 @@ async def get_media(request: web.Request) -> web.StreamResponse:
     inm = request.headers.get(hdrs.IF_NONE_MATCH)
     if inm is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
         return web.Response(status=304, headers=headers)
-    file = ctx.media.open_path(photo_id, thumb=thumb)
-    opened = None if file is None else await asyncio.to_thread(_open, file)
+    opened = await asyncio.to_thread(_open, ctx.media, photo_id, thumb)
     if opened is None:
         log.error("photo %s has a record but no %s file", photo_id, "thumb" if thumb else "image")
         raise NotFound("No such photo.")
