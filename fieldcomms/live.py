@@ -345,7 +345,13 @@ class Broker:
         chunked = request.version >= HttpVersion11
         if chunked:
             resp.enable_chunked_encoding()
-        await resp.prepare(request)
+        try:
+            await resp.prepare(request)
+        except ConnectionResetError:
+            # The client left before its stream began (a reconnect storm does this by the hundred): nothing to
+            # serve, and nothing to log: a traceback per such client would flood the logs (and a full stderr
+            # pipe stops the whole server).
+            return resp
         transport = request.transport
         if transport is None or transport.is_closing():
             return resp
