@@ -274,7 +274,10 @@ def run() -> dict[str, Any]:
     with temp_dir("fc-bench-live-") as d:
         data = d / "data"
         token = user_add(data, "control", "bench1")
-        with server(data, core=0, env={"FIELDCOMMS_FSYNC": "false"}) as (port, proc):
+        # Every subscriber comes from 127.0.0.1, and control's from one user: the stream caps per address and
+        # per user (abuse bounds) are lifted.
+        with server(data, core=0, env={"FIELDCOMMS_FSYNC": "false", "FIELDCOMMS_SSE_STREAMS_PER_ADDRESS": "1000000",
+                                                                  "FIELDCOMMS_SSE_STREAMS_PER_USER": "1000000"}) as (port, proc):
             _post_event(port, token)
             _post_updates(port, token, 1.0, RATE)  # warm up
             time.sleep(0.5)

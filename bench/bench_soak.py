@@ -348,7 +348,10 @@ def _soak(sizes: Sizes) -> dict[str, Any]:
     with temp_dir("fc-bench-soak-") as d:
         data = d / "data"
         control, tokens = asyncio.run(_seed(data, sizes.officers))
-        with server(data, core=0) as (port, proc):
+        # Every simulated reader comes from 127.0.0.1, and control's from one user: the stream caps per
+        # address and per user (abuse bounds) are lifted.
+        with server(data, core=0, env={"FIELDCOMMS_SSE_STREAMS_PER_ADDRESS": "1000000",
+                                       "FIELDCOMMS_SSE_STREAMS_PER_USER": "1000000"}) as (port, proc):
             _prioritise(proc.pid)
             stderr: deque[str] = deque(maxlen=50)
             threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True).start()

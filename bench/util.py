@@ -55,20 +55,22 @@ def pin(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
-def user_add(data_dir: Path, role: str = "officer", callsign: str = "bench1") -> str:
+def user_add(data_dir: Path, role: str = "officer", callsign: str = "bench1", root: Path = ROOT) -> str:
     out = subprocess.run([sys.executable, "-m", "fieldcomms", "user", "add", "--data-dir", str(data_dir),
                           "--name", callsign, "--callsign", callsign, "--role", role],
-                         check=True, capture_output=True, text=True, cwd=ROOT)
+                         check=True, capture_output=True, text=True, cwd=root)
     return out.stdout.strip().splitlines()[-1]
 
 
 @contextlib.contextmanager
 def server(data_dir: Path, *, core: int = 0, env: dict[str, str] | None = None,
-           extra: Sequence[str] = ()) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+           extra: Sequence[str] = (), root: Path = ROOT) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A `fieldcomms serve` from the tree at `root` (`python -m` imports the package from its working
+    directory): another tree, e.g. an export of main, gives a same-run baseline."""
     port = free_port()
     full_env = {**os.environ, "FIELDCOMMS_DEMO_ADMIN": "false", "FIELDCOMMS_LOG_LEVEL": "WARNING", **(env or {})}
     proc = subprocess.Popen([*pin(core), sys.executable, "-m", "fieldcomms", "serve", "--data-dir", str(data_dir),
-                             "--port", str(port), *extra], env=full_env, cwd=ROOT,
+                             "--port", str(port), *extra], env=full_env, cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_healthy(port, proc=proc)

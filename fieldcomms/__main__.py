@@ -33,8 +33,9 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 async def _bootstrap_admin(ctx: Services) -> str | None:
     """On an empty data directory, an admin to log in with: a new user is in within a minute."""
-    if not ctx.settings.demo_admin or any(u["role"] == "admin" and not u.get("revoked")
-                                          for u in ctx.store.all("users")):
+    # Once per data directory: an admin ever made (even one revoked since) means the deployment has been set
+    # up, and printing a fresh admin token at every start would hand one to whoever reads the logs.
+    if not ctx.settings.demo_admin or any(u["role"] == "admin" for u in ctx.store.all("users")):
         return None
     doc, token = make_user("Administrator", "admin", "admin")
     await ctx.store.append("user", "users", doc)
@@ -306,6 +307,9 @@ def _is_worker() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Everything this program creates (journal, snapshots, photos and their originals, keys, the lock) is for
+    # this user alone: 0600 files, 0700 directories, whatever umask the shell or the service manager had.
+    os.umask(0o077)
     if args.command == "serve":
         settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
         if settings.workers > 1 and args.worker_index == 0 and not _is_worker():

@@ -41,6 +41,7 @@ API_MODULES = [
     "fieldcomms.api.updates",
     "fieldcomms.api.photos",
     "fieldcomms.api.similar",
+    "fieldcomms.api.media_files",
     "fieldcomms.api.rumours",
     "fieldcomms.api.reports",
     "fieldcomms.api.feeds",

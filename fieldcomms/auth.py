@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .caller import CALLER
 from .errors import Forbidden, Unauthorized
 from .keys import SERVICES, VIEWER
 from .model import new_id, now_str
@@ -70,13 +71,19 @@ async def auth_middleware(
     viewer = None
     if token is not None:
         ctx = request.app[SERVICES]
-        ctx.auth_limiter.check(request)
         viewer = viewer_for_token(ctx.store, token, ctx.viewers)
         if viewer is None:
+            # The limiter is asked only about tokens that failed: an address shared by many (venue Wi-Fi, a
+            # carrier's NAT, a proxy) may be blocked for guessing, and a valid token behind it still works.
+            ctx.auth_limiter.check(request)
             ctx.auth_limiter.failed(request)
             raise Unauthorized("The token is unknown or has been revoked.")
     request[VIEWER] = viewer
-    return await handler(request)
+    token_ctx = CALLER.set(viewer)
+    try:
+        return await handler(request)
+    finally:
+        CALLER.reset(token_ctx)
 
 
 def require(request: web.Request, role: str) -> Viewer:

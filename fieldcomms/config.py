@@ -168,6 +168,11 @@ class Settings:
                                           _addresses)
     auth_failures_per_minute: float = setting(30.0, "Failed token checks allowed per client address per minute.",
                                              above(0))
+    max_rumour_sources: int = setting(
+        100, "Sources a rumour keeps, the newest; its sightings count every one.", at_least(1))
+    max_unreviewed_reports: int = setting(
+        500, "Public reports of one event waiting for an officer (not yet counted or dismissed); beyond, 429.",
+        at_least(1))
     match_threshold: float = setting(0.0, "Score at which a public report matches a rumour; 0 uses the tuned default.",
                                      between(0, 1))
     tile_url: str = setting(
@@ -178,6 +183,18 @@ class Settings:
     sse_keepalive_s: float = setting(15.0, "Seconds between keep-alive comments on the stream.", between(0.01, 3600))
     sse_ring_size: int = setting(10_000, "Recent changes kept in memory per event for stream replay.",
                                  between(1, 10_000_000))
+    sse_streams_per_user: int = setting(
+        32, "Streams one user may have open at once (429 beyond); a control room may open one per screen.",
+        at_least(1))
+    sse_streams_per_address: int = setting(
+        50, "Public streams one client address (an IPv6 /64) may have open at once (429 beyond); a venue's "
+        "shared address may need more.", at_least(1))
+    media_connections_per_address: int = setting(
+        32, "Photo downloads one client address (an IPv6 /64) may have in progress at once (429 beyond).",
+        at_least(1))
+    media_send_timeout_s: float = setting(
+        30.0, "Seconds a photo download may go without the client taking any of it before it is cut off.",
+        between(0.1, 3600))
     header_timeout_s: float = setting(
         10.0, "Seconds a client has to send a request's headers, from connecting (or from the first byte of the "
         "next request on a kept-alive connection); slower clients are cut off (slowloris).", between(0, 3600))

@@ -21,7 +21,12 @@ ring still holds all of it, else from the store (each changed item once, in its 
 order); then the held changes follow, skipping any seq already sent. No gap, no duplicate.
 A `reset` event (its id is the seq the stream continues from) tells the client to reload its lists when
 N is ahead of this server (another deployment, or data lost), when N is unreadable, or when a replay from
-the store would carry more than `STORE_REPLAY_MAX` items.
+the store would carry more than `STORE_REPLAY_MAX` items (known without walking them when it is so).
+
+Bounds against abuse (issue 15): at most `sse_streams_per_user` streams per user and `sse_streams_per_address`
+per public client address; a replay is framed a slice (REPLAY_SLICE_S) at a time, replays taking turns on the
+loop, and at most one piece ahead of what the client has read; a user revoked, or given another role, loses
+their streams at once.
 """
 
 from __future__ import annotations
@@ -29,12 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
-import socket
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -43,7 +46,29 @@ from aiohttp.http import HttpVersion11
 from .domain.alerts import overdue_event
 from .domain.positions import position_out
 from .domain.zones import zone_feature
-from .errors import ServiceUnavailable
+from .errors import ServiceUnavailable, TooManyRequests
+from .live_parts import (
+    HEADERS,
+    KEEPALIVE,
+    REPLAY_SLICE_S,
+    REPLAY_STALL_S,
+    REPLAY_TOTAL_S,
+    REPLAY_WRITE,
+    RETRY,
+    SLICE,
+    STORE_REPLAY_MAX,
+    STREAM_COLLS,
+    Entry,
+    Fanout,
+    Subscriber,
+    Turn,
+    _discard,
+    _tune,
+    change_type,
+    chunk,
+    raise_open_files_limit,
+    sse_frame,
+)
 from .model import utc_now
 from .store.store import Change
 from .visibility import Item, Viewer, audience_key, stream_view
@@ -53,86 +78,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Never "audit": the access log does not go out on any stream. "answers": a rumour's pending answer changed;
-# staff get the rumour (visibility._answers), the public nothing.
-STREAM_COLLS = frozenset({"updates", "rumours", "zones", "positions", "alerts", "decisions", "answers"})
-STORE_REPLAY_MAX = 10_000
-REPLAY_WRITE = 64 * 1024  # replay is written in pieces this large, each waiting for the client
-REPLAY_STALL_S = 30.0  # a client that takes no replay data for this long is dropped
-# Subscribers written per turn of the loop during a delivery pass: about 3 ms of loopback writes, so a request
-# waits that long at most for each of its few hops through the loop (at 500 the soak's post p50 was 71 ms).
-SLICE = 200
-RETRY = b"retry: 3000\n\n"
-KEEPALIVE = b": keep-alive\n\n"
-HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache, no-transform",
-           "X-Accel-Buffering": "no"}
 
-
-def change_type(coll: str, doc: Item) -> str:
-    """The stream event a stored item's newest state is announced as (for replays from the store)."""
-    if coll == "updates":
-        return "update-retracted" if doc.get("status") == "retracted" else "update"
-    if coll == "zones":
-        return "zone-deleted" if doc.get("deleted") else "zone"
-    return {"rumours": "rumour", "answers": "rumour", "positions": "position", "alerts": "alert",
-            "decisions": "decision"}[coll]
-
-
-def sse_frame(event: str, seq: int, data: Any) -> bytes:
-    # orjson never emits a newline, so the data is one `data:` line.
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event.encode(), orjson.dumps(data))
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-class Entry:
-    """A change and its frames, one per audience key, made when first needed. The frames hold for as long as
-    the change's item has not changed again (`as_of`): once it has, what a viewer may see of the old version
-    can differ (a retracted update is not shown again to someone replaying from before it). Once every live
-    subscriber has the change the frames are dropped: the replay ring holds 10,000 changes, and a replay
-    makes the frames again."""
-
-    __slots__ = ("change", "frames", "as_of")
-
-    def __init__(self, change: Change) -> None:
-        self.change = change
-        self.frames: dict[Hashable, bytes] = {}
-        self.as_of = change.seq
-
-
-class Subscriber:
-    __slots__ = ("event", "viewer", "transport", "chunked", "done", "live", "held", "floor", "last_write")
-
-    def __init__(self, event: str, viewer: Viewer | None, transport: asyncio.Transport, chunked: bool,
-                 done: asyncio.Future[None], floor: int, now: float) -> None:
-        self.event = event
-        self.viewer = viewer
-        self.transport = transport
-        self.chunked = chunked
-        self.done = done
-        self.live = False  # False while replaying: published changes are held, then sent
-        self.held: list[Entry] = []
-        self.floor = floor  # changes up to this seq have been sent or need not be
-        self.last_write = now
-
-
-class Fanout:
-    """One event's changes still to be delivered to some live subscriber, and the delivery pass over them."""
-
-    __slots__ = ("entries", "seqs", "visit", "pos", "upto", "shared", "handle")
-
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        self.seqs: list[int] = []  # the entries' seqs, for bisect
-        self.visit: list[Subscriber] | None = None  # the subscribers of the pass in progress
-        self.pos = 0  # the next of them to visit
-        self.upto = 0  # the newest seq when the pass began: every live subscriber has it once the pass ends
-        # What to write, shared by every subscriber of one audience: (first entry, newest seq, chunked,
-        # audience keys) -> bytes. The public all see the same; staff share it when their keys match.
-        self.shared: dict[tuple[int, int, bool, Hashable], bytes] = {}
-        self.handle: asyncio.Handle | None = None
+__all__ = ["STORE_REPLAY_MAX", "Broker", "Subscriber", "change_type", "raise_open_files_limit", "sse_frame"]
 
 
 class Broker:
@@ -149,6 +96,10 @@ class Broker:
         self._subs: dict[str, dict[Subscriber, None]] = {}
         self._fans: dict[str, Fanout] = {}
         self._replaying: dict[str, dict[Subscriber, None]] = {}  # registered, not yet live: they hold changes
+        self._clients: dict[Hashable, dict[Subscriber, None]] = {}  # open streams per user / public address
+        self._turns = asyncio.Lock()  # replays take turns on the loop (see _write_replay)
+        self.per_user = settings.sse_streams_per_user
+        self.per_address = settings.sse_streams_per_address
         self.passes = 0
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,6 +112,7 @@ class Broker:
         self._loop = asyncio.get_running_loop()
         self.published_seq = self._start_seq = self.ctx.store.last_seq
         self.ctx.store.add_listener(self.publish)
+        self.ctx.store.on_apply(self._user_changed, {"users"})
         self._ticker = self._loop.create_task(self._tick())
 
     async def shutdown(self) -> None:
@@ -181,6 +133,14 @@ class Broker:
         for fan in self._fans.values():
             if fan.handle is not None:
                 fan.handle.cancel()
+
+    def _user_changed(self, coll: str, old: Item | None, new: Item) -> None:
+        """A user revoked, or given another role: their streams end now (they were opened with rights the
+        user no longer has); the client reconnects with its token and is refused or served anew."""
+        if old is None or (not new.get("revoked") and new.get("role") == old.get("role")):
+            return
+        for sub in list(self._clients.get(("user", new["id"]), ())):
+            self._end(sub)  # nothing more is sent to it: its stream is ended cleanly at once
 
     def stats(self) -> dict[str, int]:
         return {"subscribers": sum(len(s) for s in self._subs.values()), "dropped": self.dropped,
@@ -229,13 +189,20 @@ class Broker:
         if as_of != entry.as_of:  # changed since the frames were made: make them again, from visibility
             entry.frames = {}
             entry.as_of = as_of
-        key = audience_key(change.coll, change.data, viewer)
+        key = audience_key(change.coll, change.data, viewer, current)
         frame = entry.frames.get(key)
         if frame is None:
             seen = stream_view(change.coll, change.data, viewer, self.ctx, change.type)
             frame = b"" if seen is None else sse_frame(change.type, change.seq, self._render(change, seen))
             entry.frames[key] = frame
         return frame
+
+    def _audience(self, entry: Entry, viewer: Viewer | None) -> Hashable:
+        change = entry.change
+        current = None
+        if viewer is not None and change.coll == "updates" and not viewer.at_least("control"):
+            current = self.ctx.store.get(change.coll, change.data["id"])
+        return audience_key(change.coll, change.data, viewer, current)
 
     def _render(self, change: Change, seen: Item) -> Item:
         coll = change.coll
@@ -274,7 +241,7 @@ class Broker:
             i = bisect_right(seqs, floor)
             viewer = sub.viewer
             group = None if viewer is None else tuple(
-                [audience_key(e.change.coll, e.change.data, viewer) for e in entries[i:]])
+                [self._audience(e, viewer) for e in entries[i:]])
             key = (i, newest, sub.chunked, group)
             data = shared.get(key)
             if data is None:
@@ -307,6 +274,17 @@ class Broker:
         if payload:
             self._write(sub, chunk(payload) if sub.chunked else payload, now)
 
+    def signal(self, event: str, name: str, data: Item, min_role: str = "control") -> None:
+        """A notice that is not a stored change (no `id:`, so no replay and no effect on Last-Event-ID), to the
+        event's live subscribers of at least `min_role`: e.g. `reports-backlog` when reports are refused."""
+        if self._loop is None:
+            return
+        frame = b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data))
+        now = self._loop.time()
+        for sub in list(self._subs.get(event, ())):
+            if sub.live and sub.viewer is not None and sub.viewer.at_least(min_role):
+                self._write(sub, chunk(frame) if sub.chunked else frame, now)
+
     def _write(self, sub: Subscriber, data: bytes, now: float) -> None:
         transport = sub.transport
         if transport.is_closing():
@@ -325,6 +303,12 @@ class Broker:
     def _end(self, sub: Subscriber) -> None:
         _discard(self._subs, sub)
         _discard(self._replaying, sub)
+        sub.live = False  # a delivery pass under way holds a copy of the subscribers: it skips this one now
+        mine = self._clients.get(sub.client)
+        if mine is not None:
+            mine.pop(sub, None)
+            if not mine:
+                del self._clients[sub.client]
         sub.held = []
         if not sub.done.done():
             sub.done.set_result(None)
@@ -346,30 +330,49 @@ class Broker:
     # ---- subscribing -------------------------------------------------------------------------------
 
     async def serve(self, request: web.Request, event: str, viewer: Viewer | None, since: int | None,
-                    unreadable: bool = False) -> web.StreamResponse:
-        """Run one subscriber's stream until it disconnects, is dropped, or the server shuts down."""
+                    unreadable: bool = False, address: str = "") -> web.StreamResponse:
+        """Run one subscriber's stream until it disconnects, is dropped, or the server shuts down.
+        `address` is the client's rate-limit key: the public's streams are counted per address."""
         if self.closing or self._loop is None:
             raise ServiceUnavailable("The server is shutting down; reconnect in a moment.")
+        client: Hashable = ("user", viewer.id) if viewer is not None else ("address", address)
+        limit = self.per_user if viewer is not None else self.per_address
+        if len(self._clients.get(client, ())) >= limit:
+            whose = "this user" if viewer is not None else "this address"
+            raise TooManyRequests(f"{limit} streams are already open for {whose}; close one first.", 30)
         resp = web.StreamResponse(headers=HEADERS)
         resp.force_close()
         chunked = request.version >= HttpVersion11
         if chunked:
             resp.enable_chunked_encoding()
-        await resp.prepare(request)
+        try:
+            await resp.prepare(request)
+        except ConnectionResetError:
+            # The client left before its stream began (a reconnect storm does this by the hundred): nothing to
+            # serve, and nothing to log: a traceback per such client would flood the logs (and a full stderr
+            # pipe stops the whole server).
+            return resp
         transport = request.transport
         if transport is None or transport.is_closing():
             return resp
         _tune(transport, self.buffer_limit)
         # The replay is built and the subscriber registered at one moment, with nothing awaited in between:
         # the replay runs up to `start`, and every change after `start` reaches the subscriber, held or written.
+        # The subscriber is registered at `start`, with nothing awaited in between: every change after it
+        # reaches the subscriber, held while it replays; the replay runs up to `start` (see `_replay`).
         start = self.published_seq
-        replay, floor = self._replay(event, viewer, since, start) if since is not None or unreadable else ([], start)
-        sub = Subscriber(event, viewer, transport, chunked, self._loop.create_future(), floor, self._loop.time())
+        sub = Subscriber(event, viewer, transport, chunked, self._loop.create_future(), start, self._loop.time(),
+                         client)
         self._subs.setdefault(event, {})[sub] = None
         self._replaying.setdefault(event, {})[sub] = None
+        self._clients.setdefault(client, {})[sub] = None
         try:
             await resp.write(RETRY)  # also sends the headers
-            await _write_pieces(resp, replay)
+            async with asyncio.timeout(REPLAY_TOTAL_S):
+                replay: list[Entry | bytes | None] = []
+                if since is not None or unreadable:
+                    replay, sub.floor = await self._replay(event, viewer, since, start, sub)
+                await self._write_replay(resp, sub, replay)
             del replay
             if not sub.done.done():
                 _discard(self._replaying, sub)
@@ -385,10 +388,42 @@ class Broker:
             await resp.write_eof()
         return resp
 
-    def _replay(self, event: str, viewer: Viewer | None, since: int | None,
-                start: int) -> tuple[list[bytes], int]:
-        """The frames after `since` up to `start` that `viewer` may see, and the seq up to which live changes
-        are skipped. `since` may be ahead of `start` but not of the store: a list's `last_seq` counts
+    async def _write_replay(self, resp: web.StreamResponse, sub: Subscriber, replay: list[Entry | bytes | None]) -> None:
+        """Frame and write a replay a slice at a time: at most REPLAY_SLICE_S of framing on the loop before
+        yielding, and at most one piece (REPLAY_WRITE) framed ahead of what the client has taken, so a slow
+        reader holds a piece, not its whole replay. Each written item is let go of (`replay[i] = None`).
+        Replays take turns (`_turns`): however many run at once, one slice of them runs between two turns of
+        the loop, so a flood of reconnections queues behind itself, not in front of other requests."""
+        clock = asyncio.get_running_loop().time
+        piece: list[bytes] = []
+        size = 0
+        async with Turn(self._turns) as turn:
+            began = clock()
+            for i, item in enumerate(replay):
+                if sub.done.done() or sub.transport.is_closing():
+                    return  # revoked, dropped, gone or shut down meanwhile
+                replay[i] = None
+                frame = item if isinstance(item, bytes) or item is None else self._frame(item, sub.viewer)
+                if frame:
+                    piece.append(frame)
+                    size += len(frame)
+                if size >= REPLAY_WRITE:
+                    data, piece, size = b"".join(piece), [], 0
+                    async with asyncio.timeout(REPLAY_STALL_S):
+                        await turn.pause(resp.write(data))
+                    began = clock()
+                elif clock() - began > REPLAY_SLICE_S:
+                    await turn.pause()
+                    began = clock()
+        if piece and not sub.done.done():
+            async with asyncio.timeout(REPLAY_STALL_S):
+                await resp.write(b"".join(piece))
+
+    async def _replay(self, event: str, viewer: Viewer | None, since: int | None, start: int,
+                      sub: Subscriber | None = None) -> tuple[list[Entry | bytes | None], int]:
+        """What to replay after `since` up to `start` for `viewer` (framed as it is written, see
+        `_write_replay`), and the seq up to which live changes are skipped. `since` may be ahead of `start`
+        but not of the store: a list's `last_seq` counts
         changes that are stored but not yet durable, which the stream announces a moment later."""
         if since is None:
             return [self._reset(start, "the Last-Event-ID is not a seq from this server")], start
@@ -396,66 +431,35 @@ class Broker:
             return [self._reset(start, "the Last-Event-ID is ahead of this server")], start
         if since >= start:
             return [], since
+        entries: list[Entry | bytes | None]
         if since >= self._ring_floor.get(event, self._start_seq):
             ring = self._rings.get(event, deque())
             entries = [e for e in ring if since < e.change.seq <= start]
         else:
+            # Walked in slices of at most REPLAY_SLICE_S. The store's logs are safe to walk across awaits: a
+            # walk sees only the entries there when it began, and an item changed since (seq > start) is
+            # skipped here because it arrives live.
+            too_old: list[Entry | bytes | None] = [self._reset(start, "the gap is too old to replay; reload the lists")]
+            if self.ctx.store.event_changed_at_least(event, since, STREAM_COLLS) > STORE_REPLAY_MAX:
+                return too_old, start  # known without walking: `since=0` on a large event costs nothing
             entries = []
-            for coll, doc in self.ctx.store.event_changes_since(event, since):
-                if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
-                    continue  # changed after `start`: it arrives live
-                entries.append(Entry(Change(doc["seq"], change_type(coll, doc), coll, doc)))
-                if len(entries) > STORE_REPLAY_MAX:
-                    return [self._reset(start, "the gap is too old to replay; reload the lists")], start
-        return [f for e in entries if (f := self._frame(e, viewer))], start
+            clock = asyncio.get_running_loop().time
+            async with Turn(self._turns) as turn:
+                began = clock()
+                for coll, doc in self.ctx.store.event_changes_since(event, since):
+                    if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
+                        continue  # changed after `start`: it arrives live
+                    entries.append(Entry(Change(doc["seq"], change_type(coll, doc), coll, doc)))
+                    if len(entries) > STORE_REPLAY_MAX:
+                        return too_old, start
+                    if not len(entries) & 255 and clock() - began > REPLAY_SLICE_S:
+                        if sub is not None and (sub.done.done() or sub.transport.is_closing()):
+                            return [], start  # the client has gone: stop walking for it
+                        await turn.pause()
+                        began = clock()
+        return entries, start
 
     def _reset(self, start: int, reason: str) -> bytes:
         return sse_frame("reset", start, {"reason": reason, "last_seq": start})
 
 
-def _discard(registry: dict[str, dict[Subscriber, None]], sub: Subscriber) -> None:
-    """Take a subscriber out of a per-event registry, and the event out once it has no one left."""
-    subs = registry.get(sub.event)
-    if subs is not None:
-        subs.pop(sub, None)
-        if not subs:
-            del registry[sub.event]
-
-
-async def _write_pieces(resp: web.StreamResponse, frames: list[bytes]) -> None:
-    piece: list[bytes] = []
-    size = 0
-    for frame in frames:
-        piece.append(frame)
-        size += len(frame)
-        if size >= REPLAY_WRITE:
-            async with asyncio.timeout(REPLAY_STALL_S):
-                await resp.write(b"".join(piece))
-            piece, size = [], 0
-    if piece:
-        async with asyncio.timeout(REPLAY_STALL_S):
-            await resp.write(b"".join(piece))
-
-
-def _tune(transport: asyncio.Transport, buffer_limit: int) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return
-    with contextlib.suppress(OSError):
-        # Frames go out as soon as they are written, not after the client acknowledges the previous one.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    with contextlib.suppress(OSError):
-        # Bound the kernel's share of a stuck client's backlog too (Linux doubles this figure); otherwise
-        # it could hold megabytes per subscriber before our own limit is ever reached.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(buffer_limit, 16 * 1024))
-
-
-def raise_open_files_limit() -> None:
-    """One open file per subscriber: lift the soft limit to the hard one (often 1,024 -> 1,048,576)."""
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        if soft != resource.RLIM_INFINITY and soft < target:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError) as exc:
-        log.warning("could not raise the open files limit: %s", exc)

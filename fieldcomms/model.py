@@ -102,7 +102,7 @@ def time_value(value: Any, p: Problems, field: str) -> str | None:
     if not isinstance(value, str) or len(value) > 40:
         p.add(field, "must be an RFC 3339 time string, e.g. 2011-03-12T14:05:00Z")
         return None
-    if not re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$", value):
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})", value):
         p.add(field, "must be an RFC 3339 time with a UTC offset, e.g. 2011-03-12T14:05:00Z")
         return None
     try:
@@ -305,7 +305,7 @@ def validate_user(body: Any) -> dict[str, str]:
     check_unknown(data, ("name", "callsign", "role"), p)
     name = text_value(data.get("name"), p, "name", max_chars=200)
     callsign = data.get("callsign")
-    if not isinstance(callsign, str) or not CALLSIGN_RE.match(callsign):
+    if not isinstance(callsign, str) or not CALLSIGN_RE.fullmatch(callsign):  # `$` would let "A1\n" in
         p.add("callsign", "must be 1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit")
     role = choice(data.get("role"), p, "role", ROLES, None)
     if data.get("role") is None:

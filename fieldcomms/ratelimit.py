@@ -157,3 +157,35 @@ def rate_key(address: str) -> str:
     if isinstance(parsed, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((parsed, 64), strict=False))
     return str(parsed) if parsed is not None else address
+
+
+def wide_rate_key(address: str) -> str | None:
+    """The /48 an IPv6 address belongs to (a site's usual allocation, 65,536 /64s), or None for IPv4: a
+    second, looser limit on it stops one site from spreading a flood over its /64s."""
+    parsed = parse_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, 48), strict=False))
+    return None
+
+
+class InFlight:
+    """How many of something (photo downloads) each key has in progress, at most `per_key` at once."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = per_key
+        self._open: dict[str, int] = {}
+
+    def begin(self, key: str) -> bool:
+        """Count one more for `key`, or answer False (and count nothing) when it has `per_key` already."""
+        held = self._open.get(key, 0)
+        if held >= self.per_key:
+            return False
+        self._open[key] = held + 1
+        return True
+
+    def end(self, key: str) -> None:
+        held = self._open.get(key, 0) - 1
+        if held > 0:
+            self._open[key] = held
+        else:
+            self._open.pop(key, None)

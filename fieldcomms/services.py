@@ -17,12 +17,15 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 
 from .abuse import AuthFailureLimiter
+from .caller import caller_still_valid
 from .config import Settings
 from .domain import map as map_domain
 from .domain import rumours as rumours_domain
 from .domain.alertbook import AlertBook
+from .domain.backlog import ReportBacklog
 from .domain.escalation import Escalation
 from .domain.positions import Positions
+from .domain.public_index import PublicUpdates
 from .domain.purge import RetentionWorker
 from .domain.subscriptions import Subscriptions
 from .domain.zones import Zones
@@ -37,7 +40,7 @@ from .mail import Outbox
 from .media import MediaStore
 from .photo_pool import PhotoWorkers
 from .push.service import PushService
-from .ratelimit import TokenBucketLimiter
+from .ratelimit import InFlight, TokenBucketLimiter
 from .rumours.matching import DEFAULT_THRESHOLD, Matcher
 from .store import StoreProtocol, make_store
 from .visibility import Item, Viewer, view
@@ -45,6 +48,7 @@ from .visibility import Item, Viewer, view
 log = logging.getLogger(__name__)
 
 RetractHook = Callable[[Item, Viewer], Awaitable[None]]
+WIDE_REPORTS = 8
 
 
 class Services:
@@ -65,6 +69,8 @@ class Services:
         store.on_apply(lambda coll, old, new: self.viewers.clear(), {"users"})
         store.unique_index("users", "token_hash", lambda d: None if d.get("revoked") else d.get("token_hash"))
         store.unique_index("users", "callsign", lambda d: None if d.get("revoked") else d["callsign"].lower())
+
+        store.add_guard(caller_still_valid)  # a caller revoked while their request ran writes nothing
         self.idempotency = Idempotency(store, settings.idempotency_ttl_hours)
         store.set_prune(self.idempotency.expired)
         self.zones = Zones()
@@ -75,12 +81,19 @@ class Services:
         store.on_apply(self.map.on_apply, map_domain.POINT_COLLS, loading=False)  # it builds lazily
         self.media = MediaStore(settings.media_path)  # shared by every worker on PostgreSQL
         self.photo_workers = PhotoWorkers()  # processes start with the first photo
+        self.media_downloads = InFlight(settings.media_connections_per_address)  # photo downloads per address
         self.matcher = Matcher(settings.match_threshold or DEFAULT_THRESHOLD)
         self.feed_cache = FeedCache()
         try:
             self.report_limiter = TokenBucketLimiter(settings.report_rate_per_minute / 60.0, settings.report_burst)
+            # An IPv6 /48 as a whole (a site: 65,536 /64s) may send WIDE_REPORTS times what one /64 may.
+            self.report_wide_limiter = TokenBucketLimiter(
+                WIDE_REPORTS * settings.report_rate_per_minute / 60.0, WIDE_REPORTS * settings.report_burst)
         except ValueError as exc:
             raise ValueError(f"report_rate_per_minute and report_burst must be positive: {exc}") from None
+        self.report_backlog = ReportBacklog(store)  # unreviewed reports per event, capped
+        # The public's updates per event and kind: public reads walk only those (issue 15 item 7).
+        self.public_updates = PublicUpdates(store)
         self.auth_limiter = AuthFailureLimiter(settings.auth_failures_per_minute, settings.trusted_proxies)
         self.broker = Broker(self)
         # Alerts that stay live on their area, escalation of unacknowledged ones, and Web Push to handsets.

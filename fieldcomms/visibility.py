@@ -347,12 +347,16 @@ def cap_cancellation(item: Item) -> Item | None:
     return out
 
 
-def audience_key(coll: str, item: Item, viewer: Viewer | None) -> Hashable:
-    """Viewers with equal keys see the same `stream_view` of this item, so it is serialised once for them."""
+def audience_key(coll: str, item: Item, viewer: Viewer | None, current: Item | None = None) -> Hashable:
+    """Viewers with equal keys see the same `stream_view` of this item, so it is serialised once for them.
+    `current` is the item's newest stored version: once the item has changed (an update retracted), officers'
+    views of the old change differ (its author still sees it, others do not), so each officer has their own."""
     if viewer is None:
         return "public"
     if viewer.at_least("control"):
         return "control"
     if coll == "alerts" or (coll == "updates" and item.get("status") == "retracted"):
+        return ("officer", viewer.id)
+    if current is not None and current.get("seq") != item.get("seq"):
         return ("officer", viewer.id)
     return "officer"

@@ -193,13 +193,19 @@ async def test_replay_from_the_ring_or_the_store_or_a_reset(ctx: Services, broke
         await ctx.store.append("update", "updates", {**update(0).data, "id": f"upd_{i}", "text": f"t{i}"})
     await turn()
     start = broker.published_seq
-    frames, floor = broker._replay("ev", None, 3, start)
+
+    async def replay(since: int) -> tuple[list[bytes], int]:
+        # _replay gives entries, framed as they are written (_write_replay), and frames of its own (reset)
+        items, floor = await broker._replay("ev", None, since, start)
+        return [i if isinstance(i, bytes) else broker._frame(i, None) for i in items if i is not None], floor
+
+    frames, floor = await replay(3)
     assert floor == start and [f.split(b"\n")[0] for f in frames] == [b"id: 4", b"id: 5", b"id: 6"]
-    frames, _ = broker._replay("ev", None, 1, start)  # older than the ring: from the store
+    frames, _ = await replay(1)  # older than the ring: from the store
     assert [f.split(b"\n")[0] for f in frames] == [b"id: 2", b"id: 3", b"id: 4", b"id: 5", b"id: 6"]
-    frames, floor = broker._replay("ev", None, start + 5, start)
+    frames, floor = await replay(start + 5)
     assert frames[0].startswith(b"id: %d\nevent: reset\n" % start) and floor == start
-    frames, floor = broker._replay("ev", None, start, start)
+    frames, floor = await replay(start)
     assert frames == [] and floor == start
 
 

@@ -91,17 +91,42 @@ def parse_json(raw: bytes, field: str = "body") -> Any:
     if not raw.strip():
         raise ValidationFailed.one(field, "a JSON body is required")
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"The {field} is not valid JSON: {exc}", [{"field": field, "message": "not valid JSON"}]) from None
+    if _too_deep(data, MAX_JSON_DEPTH):
+        # orjson reads 1,024 levels but writes only 254: a deeper document would be accepted and then fail
+        # to be stored (a 500). No request of this API needs more than a handful.
+        raise ValidationFailed.one(field, f"nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+MAX_JSON_DEPTH = 32
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether `data` nests objects or arrays deeper than `limit`; iterative, so no recursion limit applies."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 async def read_json(request: web.Request) -> Any:
-    ctype = request.headers.get("Content-Type", JSON).split(";")[0].strip().lower()
-    if ctype not in (JSON, "application/merge-patch+json", "text/plain", "") and not ctype.endswith("+json"):
+    # JSON only, declared as such: `text/plain`, a form's types and a body without a type are what a page on
+    # another site can make a visitor's browser send without asking (no CORS preflight), e.g. public reports.
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype not in (JSON, "application/merge-patch+json") and not (ctype.startswith("application/")
+                                                                     and ctype.endswith("+json")):
         from ..errors import UnsupportedMediaType
 
-        raise UnsupportedMediaType(f"Send application/json, not {ctype}.")
+        raise UnsupportedMediaType(f"Send application/json, not {ctype or 'a body without a Content-Type'}.")
     raw = await read_body(request, ctx_of(request).settings.max_body_bytes)
     return parse_json(raw)
 
@@ -144,6 +169,10 @@ def choice_param(request: web.Request, name: str, options: Iterable[str]) -> str
     return raw
 
 
+# (oldest_first, since or before) -> the candidate documents in that order
+Source = Callable[[bool, int | None], Iterator[Item | None]]
+
+
 class Page:
     """The paging rule shared by every list: newest first with limit/before, or with since, oldest first."""
 
@@ -161,10 +190,15 @@ class Page:
         event: str,
         viewer: Viewer | None,
         keep: Callable[[Item], bool] = lambda item: True,
+        source: Source | None = None,
     ) -> dict[str, Any]:
+        """`source(oldest_first, bound)` may give the candidates instead of the event's whole collection (an
+        index that holds only what the request can answer with), in the same order and bounds."""
         store = ctx.store
         docs: Iterator[Item | None]
-        if self.since is not None:
+        if source is not None:
+            docs = source(True, self.since) if self.since is not None else source(False, self.before)
+        elif self.since is not None:
             docs = store.oldest_first(coll, event, self.since)
         else:
             docs = store.newest_first(coll, event, self.before)

@@ -46,10 +46,11 @@ CAP_SIMPLIFY_DEG = 1e-5
 
 
 def public_updates(ctx: Services, tag: str, keep: Callable[[Doc], bool] = lambda u: True,
-                   limit: int = FEED_LIMIT) -> list[Doc]:
-    """The event's updates as the public sees them, newest first (by seq), at most `limit`."""
+                   limit: int = FEED_LIMIT, kind: str | None = None) -> list[Doc]:
+    """The event's updates as the public sees them, newest first (by seq), at most `limit`; walks only the
+    updates the public may have seen (of `kind` if given), not the whole event."""
     out: list[Doc] = []
-    docs: Iterator[Doc | None] = ctx.store.newest_first("updates", tag)
+    docs: Iterator[Doc | None] = ctx.public_updates.newest_first(tag, kind)
     for doc in docs:
         seen = ctx.view("updates", doc, None)
         if seen is None or not keep(seen):
@@ -64,7 +65,8 @@ def cap_messages(ctx: Services, tag: str, limit: int = FEED_LIMIT) -> list[Doc]:
     """The event's CAP messages for the alerts index, newest first (by seq): its public warnings as the
     public sees them, and the public warnings since retracted as `visibility.cap_cancellation` shows them."""
     out: list[Doc] = []
-    for doc in ctx.store.newest_first("updates", tag):
+    # The public-updates index keeps retracted ones too: it walks the warnings ever public, not the event.
+    for doc in ctx.public_updates.newest_first(tag, "warning"):
         if doc is None or doc.get("kind") != "warning":
             continue
         seen = ctx.view("updates", doc, None) or cap_cancellation(doc)
@@ -94,7 +96,7 @@ async def feed_atom(request: web.Request) -> web.Response:
         return feeds.atom_feed(ctx.view("events", event, None) or event, public_updates(ctx, event["tag"]),
                                base_url=settings.public_base_url, organisation=settings.organisation)
 
-    return _atom(ctx.feed_cache.get_or_render(("feed", event["tag"]), ctx.store.last_seq, render))
+    return _atom(ctx.feed_cache.get_or_render(("feed", event["tag"]), _version(ctx, event), render))
 
 
 @routes.get("/events/{tag}/alerts.atom")
@@ -108,7 +110,13 @@ async def alerts_atom(request: web.Request) -> web.Response:
         return feeds.cap_index_atom(ctx.view("events", event, None) or event, warnings,
                                     base_url=settings.public_base_url, organisation=settings.organisation)
 
-    return _atom(ctx.feed_cache.get_or_render(("alerts", event["tag"]), ctx.store.last_seq, render))
+    return _atom(ctx.feed_cache.get_or_render(("alerts", event["tag"]), _version(ctx, event), render))
+
+
+def _version(ctx: Services, event: Doc) -> int:
+    """What the event's feeds depend on: its public updates and the event itself. Not `store.last_seq`,
+    which every officer's position moves: the cache would be emptied several times a second."""
+    return max(ctx.public_updates.version(event["tag"]), event["seq"])
 
 
 def public_zone_areas(ctx: Services, update: Doc) -> dict[str, Doc]:

@@ -60,8 +60,9 @@ OPENAPI = {
                       query("layers", {"type": "string", "default": "updates,rumours,zones"},
                             "Comma-separated: updates, rumours, zones, officers."),
                       query("zoom", {"type": "integer", "minimum": 0, "maximum": MAX_ZOOM},
-                            "The map's zoom level; with it, a layer with more than `cluster_above` points in "
-                            "the box comes back clustered."),
+                            "The map's zoom level; a layer with more than `cluster_above` points in the box "
+                            "comes back clustered at it. Without it, such a layer is clustered at the zoom at "
+                            "which the box is 1,024 px wide."),
                   ], schema=ref("MapCollection"), content_type=GEOJSON,
                   description=(
                       "RFC 7946: `[lon, lat]`, WGS 84, no `crs`, polygons counter-clockwise. Each Feature has "
@@ -73,9 +74,11 @@ OPENAPI = {
                       "`zone-deleted`). `officers` is for control only: it is left out of the default layers "
                       "for everyone else, and naming it is 401 for the public and 403 for an officer; each "
                       "officer Feature carries `stale` as in `GET /officers`.\n\n"
-                      "Clustering: with `zoom` and more than `cluster_above` (default 500) points of a layer "
-                      "in the box, the layer's points are grouped into cells of 60 screen pixels at that zoom "
-                      "(anchored to the tile grid, so panning does not reshuffle them). A cell holding several "
+                      "Clustering: with more than `cluster_above` (default 500) points of a layer in the box, "
+                      "the layer's points are grouped into cells of 60 screen pixels at that zoom "
+                      "(anchored to the tile grid, so panning does not reshuffle them); without `zoom`, at the zoom at which the "
+                      "box is 1,024 px wide (an answer of every point would make one request cost the whole "
+                      "event). A cell holding several "
                       "points is a Point Feature with `properties` `{layer: \"cluster\", of: <layer>, count, "
                       "bbox: [minlon, minlat, maxlon, maxlat]}` at the mean of its points; a cell holding one "
                       "point is that item's own Feature. Zones are never clustered. Counts only ever include "

@@ -68,6 +68,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("post", "/api/v1/rumours/{id}/sightings"): "addSighting",
     ("post", "/api/v1/rumours/{id}/rebuttals"): "addRebuttal",
     ("get", "/api/v1/events/{tag}/reports"): "listReports",
+    ("post", "/api/v1/reports/{id}/dismiss"): "dismissReport",
     ("post", "/api/v1/events/{tag}/reports"): "createReport",
     ("get", "/api/v1/events/{tag}/zones"): "listZones",
     ("post", "/api/v1/events/{tag}/zones"): "createZone",
@@ -101,7 +102,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
 # Tags group operations in documentation and generated clients: by the module that serves them, named here
 # where the module's own name would not say it (any other module is tagged with its last name).
 MODULE_TAGS = {"fieldcomms.ops": "operations", "fieldcomms.api.health": "operations",
-               "fieldcomms.api.openapi": "operations", "fieldcomms.web": "pages", "fieldcomms.abuse": "operations",
+               "fieldcomms.api.media_files": "photos", "fieldcomms.api.openapi": "operations", "fieldcomms.web": "pages", "fieldcomms.abuse": "operations",
                "fieldcomms.api.positions": "officers", "fieldcomms.api.stream": "map"}
 TAG_DESCRIPTIONS = {
     "users": "Who may use the API, and their tokens.",

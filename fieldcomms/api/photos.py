@@ -1,4 +1,4 @@
-"""Photos: intake (POST /photos and the multipart form of POST /updates) and serving (/media/{id}).
+"""Photos: intake (POST /photos and the multipart form of POST /updates); media_files.py serves them.
 
 Uploads are streamed part by part, each read to at most its limit + 1 bytes, so "too large" is known
 without reading the rest. Media ids are content hashes checked by `is_photo_id` before they go near the file
@@ -20,13 +20,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..auth import require
 from ..errors import (
     BadRequest,
-    NotFound,
     PayloadTooLarge,
     StorageError,
     UnsupportedMediaType,
@@ -36,12 +35,12 @@ from ..errors import (
 from ..evidence.originals import original_info
 from ..idempotency import COLL as IDEMPOTENCY
 from ..idempotency import Slot, fingerprint
-from ..media import MediaStore, ProcessedPhoto, is_photo_id
+from ..media import MediaStore, ProcessedPhoto
 from ..model import now_str
 from ..services import Services
 from ..visibility import Viewer
-from .common import ctx_of, json_response, key_from, location, parse_json, viewer_of
-from .spec import op, path, ref
+from .common import ctx_of, json_response, key_from, location, parse_json
+from .spec import op, ref
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,6 @@ routes = web.RouteTableDef()
 Doc = dict[str, Any]
 
 PHOTO_FIELDS = ("id", "url", "thumb_url", "width", "height", "content_type", "taken_at", "location")
-IMMUTABLE = "public, max-age=31536000, immutable"
-PRIVATE = "private"
 PART_OVERHEAD = 64 * 1024  # a part's headers and boundary, on top of its bytes, for the Content-Length check
 CHUNK = 256 * 1024
 
@@ -275,53 +272,7 @@ async def upload_photo(request: web.Request) -> web.Response:
     return json_response(out, status=status, headers=location(status, "/media/{id}", out))
 
 
-def _read_file(media: MediaStore, photo_id: str, thumb: bool) -> bytes | None:
-    found = media.open_path(photo_id, thumb=thumb)
-    return found.read_bytes() if found is not None else None
-
-
-@routes.get("/media/{id}", name="media")
-@routes.get("/media/{id}/thumb", name="media-thumb")
-async def get_media(request: web.Request) -> web.Response:
-    ctx = ctx_of(request)
-    thumb = request.match_info.route.name == "media-thumb"
-    photo_id = request.match_info["id"]
-    # The id is checked before anything else: only 64 hex digits can ever become part of a path.
-    seen = ctx.visible("photos", photo_id, viewer_of(request)) if is_photo_id(photo_id) else None
-    if seen is None:
-        raise NotFound("No such photo.")
-    etag = f'"{photo_id}.thumb"' if thumb else f'"{photo_id}"'
-    headers = {
-        hdrs.ETAG: etag,
-        hdrs.CACHE_CONTROL: IMMUTABLE if ctx.visible("photos", photo_id, None) is not None else PRIVATE,
-        "X-Content-Type-Options": "nosniff",
-    }
-    inm = request.headers.get(hdrs.IF_NONE_MATCH)
-    if inm is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
-        return web.Response(status=304, headers={**headers, hdrs.VARY: "Authorization"})
-    data = await asyncio.to_thread(_read_file, ctx.media, photo_id, thumb)
-    if data is None:
-        log.error("photo %s has a record but no %s file", photo_id, "thumb" if thumb else "image")
-        raise NotFound("No such photo.")
-    return web.Response(body=data, content_type=seen["content_type"], headers=headers)
-
-
 IMAGE = {"type": "string", "format": "binary"}
-IMAGE_CONTENT = {"image/jpeg": {"schema": IMAGE}, "image/png": {"schema": IMAGE}}
-MEDIA_DESCRIPTION = (
-    "Anyone who may see an update that carries the photo (officers: any photo); 404 otherwise, and for any id "
-    "that is not a photo id. Every metadata block (EXIF, GPS, XMP, ICC, comments, PNG text) is removed and EXIF "
-    "orientation applied. `ETag` is the photo id (`<id>.thumb` for the thumbnail); `Cache-Control: " + IMMUTABLE + "` when the public may see "
-    "it, `private` otherwise; `If-None-Match` gives 304."
-)
-
-
-def _media_op(summary: str) -> dict[str, Any]:
-    operation = op(summary, params=[path("id", "The photo id (64 hex digits).")], description=MEDIA_DESCRIPTION)
-    operation["responses"]["200"] = {"description": "The image, re-encoded.", "content": IMAGE_CONTENT}
-    operation["responses"]["304"] = {"description": "Not modified (If-None-Match)."}
-    return operation
-
 
 OPENAPI = {
     "/api/v1/photos": {
@@ -338,6 +289,4 @@ OPENAPI = {
                         "file or one over the pixel limit.",
         ),
     },
-    "/media/{id}": {"get": _media_op("A photo.")},
-    "/media/{id}/thumb": {"get": _media_op("A photo's thumbnail, at most 320 px on the long side.")},
 }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -9,14 +12,30 @@ from aiohttp import web
 from ..auth import require
 from ..domain import reports as domain
 from ..domain.events import open_event
-from ..errors import TooManyRequests, ValidationFailed
+from ..errors import NotFound, TooManyRequests, ValidationFailed
 from ..idempotency import Slot, fingerprint
-from ..ratelimit import client_address, rate_key
+from ..model import now_str
+from ..ratelimit import client_address, rate_key, wide_rate_key
+from ..services import Services
 from .common import Page, ctx_of, json_response, key_from, parse_json, read_json, viewer_of
 from .photos import PART_OVERHEAD, Upload, intake, open_multipart, parts, read_part, store_photo
 from .spec import PAGING, list_of, op, path, ref
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+BACKLOG_RETRY_S = 300
+
+
+async def _take(ctx: Services, address: str) -> float:
+    """Seconds to wait before this address may report again (0: go ahead): its own bucket (an IPv4 address or
+    an IPv6 /64; shared by every worker on PostgreSQL), then, for IPv6, its /48's (`report_wide_limiter`: a site
+    spreading a flood over its /64s)."""
+    wait: float = await ctx.take_report_token(rate_key(address))
+    wide_key = wide_rate_key(address)
+    if wait == 0 and wide_key is not None:
+        wait = ctx.report_wide_limiter.take(wide_key)
+    return wait
+
 
 MAX_REPORT_PHOTOS = 2  # API.md: a report from the public carries at most two photos
 
@@ -25,10 +44,20 @@ async def create(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     event = open_event(ctx, request.match_info["tag"])
     # The limit is taken before the body is read: a flood of bad requests costs the sender as much as good ones.
-    client = rate_key(client_address(request, ctx.settings.trusted_proxies))
-    wait = await ctx.take_report_token(client)
+    address = client_address(request, ctx.settings.trusted_proxies)
+    client = rate_key(address)
+    wait = await _take(ctx, address)
     if wait > 0:
         raise TooManyRequests(f"Too many reports from your address; try again in {wait:.0f} s.", wait)
+    cap = ctx.settings.max_unreviewed_reports
+    waiting = ctx.report_backlog.unreviewed(event["tag"])
+    if waiting >= cap:
+        if ctx.report_backlog.should_signal(event["tag"], time.monotonic()):
+            log.warning("event %s: %d unreviewed reports; refusing more", event["tag"], waiting)
+            ctx.broker.signal(event["tag"], "reports-backlog", {
+                "event": event["tag"], "unreviewed": waiting, "max_unreviewed_reports": cap, "refusing": True})
+        raise TooManyRequests(f"This event has {waiting} unreviewed reports waiting for an officer; no more are "
+                              "taken until they are read. Try again later.", BACKLOG_RETRY_S)
     if request.content_type.startswith("multipart/"):
         body, uploads = await read_report_multipart(request)
     else:
@@ -75,6 +104,22 @@ async def read_report_multipart(request: web.Request) -> tuple[Any, list[Upload]
     if body is None:
         raise ValidationFailed.one("report", "a part named report with the report's JSON is required")
     return body, uploads
+@routes.post("/api/v1/reports/{id}/dismiss")
+async def dismiss(request: web.Request) -> web.Response:
+    """An officer has read the report and it needs nothing more: it no longer counts as unreviewed."""
+    viewer = require(request, "officer")
+    ctx = ctx_of(request)
+    report = ctx.store.get("reports", request.match_info["id"])
+    if ctx.view("reports", report, viewer) is None or report is None:
+        raise NotFound("No such report.")
+    if not report.get("dismissed"):
+        report = await ctx.store.append("report", "reports", {
+            **report, "dismissed": True, "dismissed_by": {"id": viewer.id, "callsign": viewer.callsign},
+            "dismissed_at": now_str()})
+    rumours = [r for r in ctx.store.newest_first("rumours", report["event"]) if r is not None]
+    shown = ctx.view("reports", report, viewer) or {}
+    matches = await asyncio.to_thread(ctx.matcher.matches, report["text"], rumours)  # as the list does
+    return json_response({**shown, "matches": matches})
 
 
 @routes.get("/api/v1/events/{tag}/reports")
@@ -97,7 +142,14 @@ beyond it `429` with `Retry-After` (seconds). IPv6 clients are limited per /64. 
 connection's peer; `X-Forwarded-For` is believed only when that peer is listed in `trusted_proxies`, and then the
 right-most address in it that is not itself a trusted proxy is the client. Every attempt spends from the bucket,
 including invalid ones and idempotent repeats. The public's `Idempotency-Key`s are scoped to the client address.
-The address is not stored with the report. `409` if the event is closed."""
+The address is not stored with the report. `409` if the event is closed.
+
+Only `application/json` bodies are taken (`415` otherwise): a page on another site cannot make its visitors'
+browsers file reports (`text/plain` and form bodies need no CORS preflight). An IPv6 /48 as a whole may send
+8 times what one /64 may. An event holds at most `max_unreviewed_reports` reports that no officer has counted as
+a sighting or dismissed (`POST /api/v1/reports/{id}/dismiss`); beyond that `429` (`Retry-After: 300`), and the
+control room's stream gets `event: reports-backlog` (`{"event", "unreviewed", "max_unreviewed_reports",
+"refusing": true}`, no `id:`), at most every 10 s."""
 
 LIST_DESCRIPTION = """\
 Newest first, paged like every list. Each report carries `matches`: up to three rumours of the same event (any
@@ -122,5 +174,12 @@ OPENAPI = {
                            "encoding": {"report": {"contentType": "application/json"}}}}),
         "get": op("Reports from the public, with the rumours they resemble.", role="officer",
                   schema=list_of(ref("Report")), params=[path("tag"), *PAGING], description=LIST_DESCRIPTION),
+    },
+    "/api/v1/reports/{id}/dismiss": {
+        "post": op("Mark a report as read and needing nothing more.", role="officer", schema=ref("Report"),
+                   params=[path("id")],
+                   description="The report gets `dismissed: true`, `dismissed_by` and `dismissed_at`, and no longer "
+                               "counts towards the event's `max_unreviewed_reports`. Dismissing twice changes "
+                               "nothing. 404 for an unknown report."),
     },
 }

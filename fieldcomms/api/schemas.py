@@ -134,7 +134,9 @@ SCHEMAS: dict[str, Any] = {
         "location": NLOCATION_OUT, "first_seen_at": TIME, "last_seen_at": TIME,
         "sightings": {"type": "integer", "minimum": 1}, "sightings_last_hour": {"type": "integer", "minimum": 0},
         "urgency": {"type": "number", "minimum": 0},
-        "sources": {"type": "array", "items": {"type": "object", "required": ["text", "url", "seen_at", "location"],
+        "sources": {"type": "array", "description": "The newest `max_rumour_sources` (default 100) sources, in "
+                    "the order they were logged; `sightings` counts every one.",
+                    "items": {"type": "object", "required": ["text", "url", "seen_at", "location"],
                                                "properties": {
             "text": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]}, "seen_at": TIME,
             "location": NLOCATION_OUT, "report_id": {"type": "string"}}}},
@@ -164,6 +166,9 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "seq": {"type": "integer"}, "event": {"type": "string"},
         "text": {"type": "string"}, "location": NLOCATION_OUT, "contact": {"type": ["string", "null"]},
         "received_at": TIME, "counted_for": {"type": "array", "items": {"type": "string"}},
+        "dismissed": {"type": "boolean", "description": "An officer read it and it needs nothing more."},
+        "dismissed_by": {"type": "object", "properties": {"id": {"type": "string"}, "callsign": {"type": "string"}}},
+        "dismissed_at": TIME,
         "matches": {"type": "array", "items": {"type": "object", "required": ["rumour_id", "score"], "properties": {
             "rumour_id": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}}}},
         "photos": {"type": "array", "maxItems": 2, "description": "photos sent with the report (never public)",

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..domain.events import get_event
 from ..live import STORE_REPLAY_MAX
+from ..ratelimit import client_address, rate_key
 from .common import ctx_of, int_param, viewer_of
 from .spec import op, path, query
 
@@ -22,7 +23,8 @@ def resume_point(request: web.Request) -> tuple[int | None, bool]:
     header = request.headers.get("Last-Event-ID")
     if header is not None and header.strip():
         value = header.strip()
-        if value.isascii() and value.isdigit():
+        # A seq has at most 19 digits; a longer number would be refused by int() itself past 4,300 digits.
+        if value.isascii() and value.isdigit() and len(value) <= 19:
             return int(value), False
         return None, True
     return int_param(request, "since"), False
@@ -35,7 +37,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     since, unreadable = resume_point(request)
     if request.method == "HEAD":  # the headers a stream would start with, and no stream
         return web.Response(headers={"Cache-Control": "no-cache, no-transform"}, content_type="text/event-stream")
-    return await ctx.broker.serve(request, event["tag"], viewer_of(request), since, unreadable)
+    address = rate_key(client_address(request, ctx.settings.trusted_proxies))
+    return await ctx.broker.serve(request, event["tag"], viewer_of(request), since, unreadable, address)
 
 
 DESCRIPTION = f"""\
@@ -62,6 +65,11 @@ changed item comes once, in its newest state. Event `reset` (`data: {{"reason", 
 stream continues from) means: reload the lists, then carry on. It is sent when N is ahead of this server
 (another deployment, or data lost), when the Last-Event-ID is not a number, or when an old gap holds more than
 {STORE_REPLAY_MAX:,} items. Without N the stream starts with live changes.
+
+At most `sse_streams_per_user` streams are open at once for one user, and `sse_streams_per_address` for the
+public from one client address (an IPv6 /64): beyond that `429` with `Retry-After`. Revoking a user, or changing
+their role, ends their open streams at once. A replay is framed in slices, a piece ahead of what the client has
+read; a replay not taken within 120 s ends the stream, and the client resumes from its Last-Event-ID.
 
 A comment `: keep-alive` is sent whenever the stream has been quiet for `sse_keepalive_s` (default 15 s). A
 client that reads too slowly (more than `sse_buffer_bytes` unsent) is disconnected and resumes with its

@@ -1,17 +1,36 @@
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
 from aiohttp import web
 
 from ..auth import require
 from ..domain.events import get_event, open_event
 from ..domain.updates import amplify, build_update, retract, store_update, visible_update
+from ..geo import Bbox, parse_bbox
 from ..idempotency import fingerprint
 from ..model import UPDATE_KINDS, VISIBILITIES, validate_update
+from ..services import Services
 from ..visibility import location_seen_by
-from .common import JSON, Page, choice_param, ctx_of, json_response, key_from, location, read_json, viewer_of
+from .common import (
+    JSON,
+    Page,
+    Source,
+    choice_param,
+    ctx_of,
+    json_response,
+    key_from,
+    location,
+    read_json,
+    viewer_of,
+)
 from .spec import PAGING, PHOTOS_LIMIT, list_of, op, path, query, ref
 
 routes = web.RouteTableDef()
+Doc = dict[str, Any]
 
 
 def bbox_filter(request: web.Request):  # type: ignore[no-untyped-def]
@@ -82,7 +101,43 @@ async def list_updates(request: web.Request) -> web.Response:
                 and (visibility is None or doc["visibility"] == visibility)
                 and (in_box is None or in_box(doc)))
 
-    return json_response(page.collect(ctx, "updates", event["tag"], viewer_of(request), keep))
+    viewer = viewer_of(request)
+    source = None
+    if viewer is None:
+        # The public's lists walk only what the public may see (issue 15 item 7), not the whole event.
+        if visibility == "internal":
+            return json_response({"items": [], "last_seq": ctx.store.last_seq})
+        raw_bbox = request.query.get("bbox")
+        source = await public_source(ctx, event["tag"], kind, parse_bbox(raw_bbox) if raw_bbox else None)
+    return json_response(page.collect(ctx, "updates", event["tag"], viewer, keep, source))
+
+
+async def public_source(ctx: Services, tag: str, kind: str | None, bbox: Bbox | None) -> Source:
+    """The candidates of a public list: the public updates of that kind, or those on the public map in the
+    box, whichever are fewer."""
+    public = ctx.public_updates
+    if bbox is not None:
+        index = ctx.map
+        await index.ready(tag)
+        points = index.index(tag, "updates", "public")
+        if points.count(bbox) <= public.size(tag, kind):
+            pts = points.query_arrays(bbox)
+            order = np.argsort(pts.seq, kind="stable")
+            ids, seqs = pts.ids[order].tolist(), pts.seq[order].tolist()
+
+            def in_box(oldest: bool, bound: int | None) -> Iterator[Doc | None]:
+                if oldest:
+                    picked = ids[bisect_right(seqs, bound or 0):]
+                else:
+                    picked = ids[:len(seqs) if bound is None else bisect_left(seqs, bound)][::-1]
+                return (ctx.store.get("updates", i) for i in picked)
+
+            return in_box
+
+    def of_kind(oldest: bool, bound: int | None) -> Iterator[Doc | None]:
+        return public.oldest_first(tag, kind, bound or 0) if oldest else public.newest_first(tag, kind, bound)
+
+    return of_kind
 
 
 @routes.get("/api/v1/updates/{id}")

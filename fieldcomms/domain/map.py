@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +115,15 @@ class MapIndex:
                     done.set_result(None)
 
 
+SCREEN_PX = 1024  # the width of map a box is assumed to fill when a request names no zoom
+
+
+def implied_zoom(bbox: Bbox) -> int:
+    """The zoom at which the box is about SCREEN_PX wide (256 px tiles: the world is 256 * 2**z px)."""
+    width = max(bbox[2] - bbox[0], 1e-9)
+    return max(0, min(22, math.floor(math.log2(SCREEN_PX * 360 / (256 * width)))))
+
+
 def _cluster_feature(layer: str, c: Doc) -> Doc:
     return feature(point_geometry(c["lat"], c["lon"]),
                    {"layer": "cluster", "of": layer, "count": c["count"], "bbox": c["bbox"]})
@@ -151,17 +161,20 @@ class MapQuery:
 
     def _points(self, layer: str, coll: str, index: PointIndex) -> Iterator[Doc]:
         limit = self.ctx.settings.cluster_above
+        # Without `zoom`, a dense box is clustered at the zoom that shows it on a screen (`implied_zoom`): an
+        # answer of every point would make one short request cost the whole event (issue 15 item 7).
+        zoom = self.zoom if self.zoom is not None else implied_zoom(self.bbox)
         if self.since is None:
             # The common map view: count first, and cluster straight from the index without copying its ids.
-            if self.zoom is not None and index.count(self.bbox) > limit:
-                yield from self._clusters(layer, coll, index.cluster(self.bbox, self.zoom, CELL_PX, max_ids=1))
+            if index.count(self.bbox) > limit:
+                yield from self._clusters(layer, coll, index.cluster(self.bbox, zoom, CELL_PX, max_ids=1))
                 return
             pts = index.query_arrays(self.bbox)
         else:
             pts = index.query_arrays(self.bbox)
             pts = pts.take(pts.seq > self.since)
-            if self.zoom is not None and len(pts) > limit:
-                yield from self._clusters(layer, coll, cluster(pts, self.bbox, self.zoom, CELL_PX, max_ids=1))
+            if len(pts) > limit:
+                yield from self._clusters(layer, coll, cluster(pts, self.bbox, zoom, CELL_PX, max_ids=1))
                 return
         yield from self._items(layer, coll, pts)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..config import ANSWER_APPROVAL_MODES
-from ..errors import NotFound, ValidationFailed
+from ..errors import Conflict, NotFound, ValidationFailed
 from ..idempotency import Slot
 from ..model import (
     Problems,
@@ -244,10 +244,13 @@ async def add_sighting(ctx: Services, rumour_id: str, viewer: Viewer, inp: Doc, 
             raise ValidationFailed.one("report_id", "no such report in this rumour's event")
         sighting = {"text": report["text"], "url": None, "location": report["location"],
                     "seen_at": report["received_at"], "report_id": report["id"]}
-    updated = lifecycle.add_sighting(rumour, sighting, utc_now())
     extra: list[tuple[str, Doc]] = []
     if report is not None:
         stored_report = ctx.store.get(REPORTS, report["id"]) or report
+        if rumour_id in stored_report.get("counted_for", ()):  # its source may be gone (sources are capped)
+            raise Conflict(f"Report {report['id']} is already counted as a sighting of this rumour.")
+    updated = lifecycle.add_sighting(rumour, sighting, utc_now(), ctx.settings.max_rumour_sources)
+    if report is not None:
         counted = {**stored_report, "counted_for": [*stored_report.get("counted_for", []), rumour_id]}
         extra.append((REPORTS, counted))
         # Counted after the verdict was published: the reporter gets the answer too (once).

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fieldcomms.errors import Conflict, ValidationFailed
@@ -37,6 +37,9 @@ CLAIM_MAX_CHARS = 500
 
 # Kept for urgency; the leading underscore is what the visibility layer strips, so no viewer ever sees it.
 INTERNAL_FIELDS = ("_sighting_times", "_answered")
+# Sighting times older than this weigh 0.5 ** 12 in urgency (30-minute half-life) and are outside the last
+# hour: they are let go, so a rumour seen all day does not carry every moment it was seen.
+SIGHTING_TIMES_KEPT = timedelta(hours=6)
 
 Rumour = dict[str, Any]
 Actor = Mapping[str, Any]
@@ -139,16 +142,24 @@ def new_rumour(
     return _refreshed(rumour, now)
 
 
-def add_sighting(rumour: Mapping[str, Any], sighting: Mapping[str, Any], now: datetime) -> Rumour:
-    """Count one more sighting. A report (`report_id`) counts once however often it is submitted (409 after)."""
+def add_sighting(rumour: Mapping[str, Any], sighting: Mapping[str, Any], now: datetime,
+                 max_sources: int = 100) -> Rumour:
+    """Count one more sighting. A report (`report_id`) counts once however often it is submitted (409 after;
+    the report's own `counted_for` is the record of that, since old sources are let go).
+
+    The rumour stays a small document however often it is seen: it keeps the newest `max_sources` sources,
+    and the sighting times that still weigh in its urgency (SIGHTING_TIMES_KEPT); `sightings` counts all."""
     report_id = sighting.get("report_id")
     if report_id is not None and any(s.get("report_id") == report_id for s in rumour["sources"]):
         raise Conflict(f"Report {report_id} is already counted as a sighting of this rumour.")
     updated: Rumour = copy.deepcopy(dict(rumour))
     seen_at = _seen_at(sighting, now)
     updated["sightings"] = rumour["sightings"] + 1
-    updated["sources"].append(_source(sighting, seen_at))
-    updated["_sighting_times"] = sorted([*rumour.get("_sighting_times", []), seen_at])
+    sources = [*updated["sources"], _source(sighting, seen_at)]
+    updated["sources"] = sources[-max(1, max_sources):]  # the newest logged, in the order they were logged
+    oldest_kept = format_time(now - SIGHTING_TIMES_KEPT)
+    updated["_sighting_times"] = sorted(
+        t for t in [*rumour.get("_sighting_times", []), seen_at] if t >= oldest_kept or t == seen_at)
     # A late-arriving sighting from a queued handset may predate what we knew.
     updated["first_seen_at"] = min(rumour["first_seen_at"], seen_at)
     updated["last_seen_at"] = max(rumour["last_seen_at"], seen_at)

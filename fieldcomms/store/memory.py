@@ -45,6 +45,7 @@ class MemoryView:
         self._raw: dict[str, dict[str, Doc]] = {}
         self._loading = False
         self._listeners: list[Listener] = []
+        self._guards: list[Callable[[MemoryView], None]] = []
 
     # ---- configuration (before open) ------------------------------------------------------------
 
@@ -67,6 +68,11 @@ class MemoryView:
                 hook for hook, colls, loading in self._apply_hooks
                 if (colls is None or coll in colls) and (loading or not self._loading)]
         return hooks
+
+    def add_guard(self, guard: Callable[[MemoryView], None]) -> None:
+        """guard(store) runs at the start of every append and may raise to refuse it: nothing is written then.
+        (The caller's revocation check: see auth.caller_still_valid.)"""
+        self._guards.append(guard)
 
     def add_listener(self, listener: Listener) -> None:
         """Called once a change is durable, in seq order."""
@@ -162,6 +168,13 @@ class MemoryView:
             return iter(())
         table = self._table(coll)
         return (table.raw_get(i) for i in log_.oldest_first(lambda i: self._current_seq(coll, i), since))
+
+    def event_changed_at_least(self, event: str, since: int, colls: Iterable[str]) -> int:
+        """A lower bound of how many items of the event in `colls` changed after `since`, without walking them
+        (a replay that would be too long is refused at once)."""
+        wanted = frozenset(colls)
+        return sum(log_.changed_after_at_least(since) for (coll, ev), log_ in self._logs.items()
+                   if ev == event and coll in wanted)
 
     def event_changes_since(self, event: str, since: int) -> Iterator[tuple[str, Doc]]:
         """(coll, current doc) of every item of the event whose latest change is after `since`, in seq order.

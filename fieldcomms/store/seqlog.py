@@ -29,6 +29,11 @@ class SeqLog:
         """An item left this log for good (its seq entry is stale already)."""
         self.live -= 1
 
+    def changed_after_at_least(self, since: int) -> int:
+        """A lower bound, in O(log n), of how many items changed after `since`: every live item whose latest
+        change is at or before `since` has an entry there, so the rest changed after it."""
+        return max(0, self.live - bisect_right(self.seqs, since))
+
     def needs_compaction(self) -> bool:
         return len(self.seqs) > 1024 and len(self.seqs) > 2 * self.live
 

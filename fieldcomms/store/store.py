@@ -185,6 +185,8 @@ class Store(MemoryView):
             raise StorageError("the store is not open")
         if self._failed is not None:
             raise StorageError(f"the journal failed: {self._failed!r}")
+        for guard in self._guards:
+            guard(self)
         seq = self.last_seq + 1
         stored = {**doc, "seq": seq}
         extra = [(c, {**d, "seq": seq}) for c, d in (aux(stored) if aux else ())]

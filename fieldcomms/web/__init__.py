@@ -7,7 +7,6 @@ Registered in app.API_MODULES like an api module: `routes`, `OPENAPI` and `setup
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +36,26 @@ STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg
 
 
 class StaticFiles:
-    """Our scripts and styles, and Leaflet's files: a few hundred kilobytes, read once and kept in memory.
+    """Our scripts and styles, and Leaflet's files: a few hundred kilobytes, read once at start and kept.
 
-    Served as ordinary responses, so they take the same path as everything else: ETag and 304, gzip, the
-    security headers, and problem+json for whatever is not a file here (a directory, a missing file, a path
-    out of the directory): 404, never a 403 that would tell a prober a directory exists. Range requests are
-    answered with the whole file (a server may ignore Range; these files are small)."""
+    Only the files found at start are served, each under its one name (`leaflet/leaflet.js`): a path variant
+    (`./x.js`, `leaflet//x.js`, `a/../x.js`) is simply not a name here, so it is a 404 and adds nothing to
+    memory. Served as ordinary responses, so they take the same path as everything else: ETag and 304, gzip,
+    the security headers, and problem+json for whatever is not a file here: 404, never a 403 that would tell
+    a prober a directory exists. Range requests are answered with the whole file (these files are small)."""
 
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[bytes, str] | None] = {}
+    def __init__(self, roots: tuple[tuple[str, str | Path], ...] = STATIC_ROOTS) -> None:
+        self._cache: dict[str, tuple[bytes, str]] = {}
+        for prefix, directory in reversed(roots):  # the more specific prefix last, so it wins
+            base = Path(directory).resolve()
+            for entry in sorted(base.rglob("*")):
+                found = _servable(base, str(entry.relative_to(base)))
+                if found is not None:
+                    name = prefix + found.relative_to(base).as_posix()
+                    self._cache[name] = (found.read_bytes(), STATIC_TYPES.get(found.suffix, "application/octet-stream"))
 
     async def handle(self, request: web.Request) -> web.Response:
-        filename = request.match_info["filename"]
-        if filename in self._cache:
-            found = self._cache[filename]
-        else:
-            found = await asyncio.to_thread(self._read, filename)
-            if found is not None or len(self._cache) < 1024:  # misses are remembered only up to a bound
-                self._cache[filename] = found
+        found = self._cache.get(request.match_info["filename"])
         if found is None:
             raise web.HTTPNotFound()
         body, content_type = found
@@ -62,17 +63,6 @@ class StaticFiles:
         # year. Leaflet's files change only with the package, so an hour without asking is safe.
         cache = "public, max-age=31536000, immutable" if request.query.get("v") else "public, max-age=3600"
         return web.Response(body=body, content_type=content_type, headers={"Cache-Control": cache})
-
-    @staticmethod
-    def _read(filename: str) -> tuple[bytes, str] | None:
-        for prefix, directory in STATIC_ROOTS:
-            if filename.startswith(prefix):
-                path = _servable(Path(directory), filename[len(prefix):])
-                if path is None:
-                    return None
-                content_type = STATIC_TYPES.get(path.suffix, "application/octet-stream")
-                return path.read_bytes(), content_type
-        return None
 
 
 def _servable(directory: Path, filename: str) -> Path | None:

@@ -46,13 +46,14 @@ def _event(ctx: Services, tag: str) -> Doc | None:
 
 def _before(request: web.Request) -> int | None:
     raw = request.query.get("before", "")
-    return int(raw) if raw.isdigit() and 0 < int(raw) < 2**63 else None
+    # isascii: str.isdigit() also accepts "²" and other digits int() refuses; 19 digits hold any seq.
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) < 2**63 else None
 
 
 def public_updates(ctx: Services, tag: str, before: int | None, limit: int = PAGE_SIZE) -> tuple[list[Doc], bool]:
     """The newest public updates (below `before`), as the public sees them, and whether older ones exist."""
     shown: list[Doc] = []
-    for doc in ctx.store.newest_first(UPDATES, tag, before):
+    for doc in ctx.public_updates.newest_first(tag, before=before):  # only what the public may have seen
         seen = ctx.view(UPDATES, doc, None)
         if seen is None:
             continue

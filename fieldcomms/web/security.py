@@ -30,7 +30,7 @@ def tile_source(tile_url: str) -> str | None:
     if parts.scheme not in ("http", "https"):
         return None
     host = re.sub(r"\{[a-z]\}", "*", parts.netloc.rsplit("@", 1)[-1])
-    if not _HOST_RE.match(host):
+    if not _HOST_RE.fullmatch(host):  # `$` alone would let a trailing newline into the header
         return None  # never let a setting add directives to the header
     return f"{parts.scheme}://{host}"
 

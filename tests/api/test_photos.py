@@ -38,7 +38,7 @@ TAG = "libdempolicing"
 UPDATES = f"/api/v1/events/{TAG}/updates"
 XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF>officer 4711 was here</rdf:RDF></x:xmpmeta>'
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-IMMUTABLE = "public, max-age=31536000, immutable"
+IMMUTABLE = "public, max-age=300"  # the changed contract: never immutable (a retraction must leave caches)
 R = TiffImagePlugin.IFDRational
 
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"sample photos not found at {SAMPLES}")
@@ -235,7 +235,7 @@ async def test_jpeg_north_east_upload_is_read_then_served_stripped(client: TestC
     assert status == 200 and resp.content_type == "image/jpeg"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["ETag"] == f'"{photo["id"]}"'
-    assert resp.headers["Cache-Control"] == "private"  # attached to nothing: the public may not see it
+    assert resp.headers["Cache-Control"] == "private, no-store"  # attached to nothing: the public may not see it
     assert assert_metadata_free(blob, "image/jpeg").size == (800, 600)
 
     status, thumb, resp = await fetch(client, photo["thumb_url"], officer_token)
@@ -597,7 +597,7 @@ async def test_media_visibility_follows_the_updates_that_carry_it(client: TestCl
     await assert_hidden_from_public(client, photo_id)
     for url in (f"/media/{photo_id}", f"/media/{photo_id}/thumb"):
         status, _, resp = await fetch(client, url, officer_token)
-        assert status == 200 and resp.headers["Cache-Control"] == "private"
+        assert status == 200 and resp.headers["Cache-Control"] == "private, no-store"
 
     resp = await client.post(UPDATES, json={"text": "Nothing on the roofs", "visibility": "public",
                                             "photos": [photo_id]}, headers=auth(officer_token))
@@ -623,7 +623,7 @@ async def test_media_visibility_follows_the_updates_that_carry_it(client: TestCl
     assert resp.status == 200
     await assert_hidden_from_public(client, photo_id)
     status, _, resp = await fetch(client, f"/media/{photo_id}", control_token)
-    assert status == 200 and resp.headers["Cache-Control"] == "private"
+    assert status == 200 and resp.headers["Cache-Control"] == "private, no-store"
 
 
 async def test_unattached_photo_is_hidden_from_the_public(client: TestClient, officer_token: str) -> None:

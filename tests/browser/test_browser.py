@@ -521,4 +521,42 @@ def test_pages_pass_axe(server: LiveServer, world: Json, watched: Watched, viewp
     wait_until(page, "() => window.fieldcomms.control.layerCounts().zones === 3")
     page.locator("#reports > li").first.wait_for()
     assert serious_violations(page) == [], "the control room"
+
+
+def test_zone_names_and_alert_texts_are_text_in_map_tooltips(server: LiveServer, watched: Watched) -> None:
+    """Issue 15 item 10: a zone name or an alert text holding markup is shown as text, never made into HTML."""
+    page, t = watched.page, server.tokens
+    tag = "tooltips2026"
+    server.ok("POST", "/api/v1/events", t["control"], {"tag": tag, "title": "Markup in names", "status": "live"},
+              status=201)
+    server.ok("POST", f"/api/v1/events/{tag}/zones", t["control"], {
+        "type": "Feature", "geometry": polygon(
+            {"lat": 53.3799, "lon": -1.4714}, {"lat": 53.3799, "lon": -1.4690},
+            {"lat": 53.3813, "lon": -1.4690}, {"lat": 53.3813, "lon": -1.4714}),
+        "properties": {"name": '<img src=x onerror="window.__pwned=1">Rally point', "kind": "rendezvous",
+                       "visibility": "public"}}, status=201)
+    server.ok("POST", f"/api/v1/events/{tag}/alerts", t["control"], {
+        # Just west of the zone, where the map opens, and not under it (zones are drawn above alerts).
+        "text": '<b id="injected">Crowd surge</b>', "location": {"lat": 53.3806, "lon": -1.4719},
+        "radius_m": 15}, status=201)
+    page.goto(f"{server.url}/control/{tag}")
+    page.locator("#token").fill(t["control"])
+    page.get_by_role("button", name="Open the control room").click()
+    wait_until(page, "() => window.fieldcomms.control.ready && window.fieldcomms.control.layerCounts().alerts === 1")
+    for layer, shown in (("zones", '<img src=x onerror="window.__pwned=1">Rally point'),
+                         ("alerts", '<b id="injected">Crowd surge</b>')):
+        page.locator(f"#map path[data-layer={layer}]").first.hover()
+        tooltip = page.locator(".leaflet-tooltip", has_text=shown[-11:]).last
+        tooltip.wait_for()
+        assert shown in tooltip.inner_text()
+        assert tooltip.locator("img, b").count() == 0
+        page.mouse.move(5, 5)
+    assert page.evaluate("window.__pwned") is None
+    public = watched.page.context.new_page()
+    public.goto(f"{server.url}/events/{tag}")
+    public.locator("#map path[data-layer=zones]").first.hover()
+    tooltip = public.locator(".leaflet-tooltip", has_text="Rally point").last
+    tooltip.wait_for()
+    assert tooltip.locator("img").count() == 0 and public.evaluate("window.__pwned") is None
+    public.close()
     watched.assert_clean()

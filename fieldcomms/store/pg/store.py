@@ -209,6 +209,8 @@ class PgStore(MemoryView):
             raise StorageError("the store is not open")
         if not self.db_ok:
             raise DatabaseUnavailable()
+        for guard in self._guards:  # as the embedded store: a caller revoked mid-request writes nothing
+            guard(self)
         orjson.dumps(doc)  # an unencodable doc must fail here, in its caller, not in a shared batch
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append(_Write(type, coll, doc, aux, fut))

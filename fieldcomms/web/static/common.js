@@ -182,7 +182,8 @@
       onEachFeature: function (f, layer) {
         var attrs = {"data-layer": "zones", "data-id": featureId(feature) || "", "data-kind": props.kind || ""};
         tagPath(layer, attrs);
-        layer.bindTooltip(String(props.name || "Zone"), {sticky: true});
+        // A string given to Leaflet becomes HTML: names come from users, so they go in as a text node.
+        layer.bindTooltip(el("span", null, String(props.name || "Zone")), {sticky: true});
         if (onEach) onEach(layer);
       }
     });

@@ -349,7 +349,7 @@
     FC.tagPath(circle, {"data-layer": "alerts", "data-id": a.id});
     var recipients = (a.recipients || []).map(function (r) { return r.callsign; });
     var acks = (a.acks || []).map(function (r) { return r.callsign || r.by && r.by.callsign || r.id; });
-    circle.bindTooltip(FC.truncate(a.text || "Alert", 80));
+    circle.bindTooltip(FC.el("span", null, FC.truncate(a.text || "Alert", 80)));  // text, never HTML
     circle.bindPopup(popup("Alert: " + FC.truncate(a.text || "", 200), [
       radius + " m" + (a.created_at ? ", " + FC.when(a.created_at) : ""),
       recipients.length ? "To: " + recipients.join(", ") : "No officers were in the area",
