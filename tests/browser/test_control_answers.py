@@ -16,7 +16,6 @@ from .test_browser import (  # noqa: F401  (pytest fixtures, used by name)
     CHROMIUM,
     Watched,
     browser_context,
-    playwright_api,
     screenshot,
     unavailable,
     wait_until,

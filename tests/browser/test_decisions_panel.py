@@ -10,7 +10,6 @@ from .test_browser import (  # noqa: F401  (fixtures)
     TAG,
     Watched,
     browser_context,
-    playwright_api,
     server,
     sign_in,
     wait_until,
