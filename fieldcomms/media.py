@@ -348,18 +348,19 @@ class MediaStore:
             if not directory.is_dir():
                 self.root.mkdir(parents=True, exist_ok=True)
                 directory.mkdir(exist_ok=True)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
             # Thumb first: once the full image is visible, `has` is true and the thumb must already be there.
             for data, thumb in ((photo.thumb, True), (photo.image, False)):
                 target = self._path(photo.id, thumb)
                 if not target.exists():
-                    _write_atomic(target, data)
-                    _fsync_dir(directory)
+                    write_atomic(target, data)
+                    fsync_dir(directory)
         except OSError as e:
             raise StorageError(f"could not store photo {photo.id}: {e}") from e
 
 
-def _write_atomic(target: pathlib.Path, data: bytes) -> None:
+def write_atomic(target: pathlib.Path, data: bytes) -> None:
+    """Write `data` to `target` whole or not at all: a temporary file beside it, fsynced, then renamed."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -375,7 +376,7 @@ def _write_atomic(target: pathlib.Path, data: bytes) -> None:
         raise
 
 
-def _fsync_dir(path: pathlib.Path) -> None:
+def fsync_dir(path: pathlib.Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

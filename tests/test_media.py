@@ -544,7 +544,7 @@ def test_store_save_twice_writes_once(tmp_path: pathlib.Path, monkeypatch: pytes
     store.save(photo)
     inode = (tmp_path / photo.id[:2] / photo.id).stat().st_ino
     writes: list[pathlib.Path] = []
-    monkeypatch.setattr(media, "_write_atomic", lambda target, data: writes.append(target))
+    monkeypatch.setattr(media, "write_atomic", lambda target, data: writes.append(target))
     store.save(photo)
     assert writes == []
     assert (tmp_path / photo.id[:2] / photo.id).stat().st_ino == inode

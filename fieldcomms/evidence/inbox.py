@@ -19,19 +19,12 @@ from typing import Any
 
 import orjson
 
+from ..media import write_atomic
+
 INBOX = "inbox"
 REQ, DONE = ".req.json", ".done.json"
 
 Doc = dict[str, Any]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Inbox:
@@ -46,7 +39,7 @@ class Inbox:
         self.dir.mkdir(parents=True, exist_ok=True)
         request_id = f"{int(time.time() * 1000):015d}-{secrets.token_hex(6)}"
         req, done = self.dir / (request_id + REQ), self.dir / (request_id + DONE)
-        _write_atomic(req, orjson.dumps(request))
+        write_atomic(req, orjson.dumps(request))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if done.exists():
@@ -90,7 +83,7 @@ class Inbox:
         import asyncio
 
         def write() -> None:
-            _write_atomic(self.dir / (request_id + DONE), orjson.dumps(answer))
+            write_atomic(self.dir / (request_id + DONE), orjson.dumps(answer))
             with contextlib.suppress(FileNotFoundError):
                 (self.dir / (request_id + ".taken")).unlink()
 

@@ -7,14 +7,11 @@ bundle open these files. The photo id is the SHA-256 of these very bytes, so the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import pathlib
-import tempfile
 
 from ..errors import StorageError
-from ..media import is_photo_id, sniff
+from ..media import fsync_dir, is_photo_id, sniff, write_atomic
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic"}
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic"}
@@ -58,19 +55,9 @@ class Originals:
             if not target.parent.is_dir():
                 self.root.mkdir(parents=True, exist_ok=True)
                 target.parent.mkdir(exist_ok=True)
-                _fsync_dir(self.root)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(target.parent)
+                fsync_dir(self.root)
+            write_atomic(target, data)
+            fsync_dir(target.parent)
         except OSError as exc:
             raise StorageError(f"could not store the original of photo {digest}: {exc}") from exc
         return digest
@@ -81,13 +68,5 @@ class Originals:
         if found is None:
             return False
         found.unlink()
-        _fsync_dir(found.parent)
+        fsync_dir(found.parent)
         return True
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
