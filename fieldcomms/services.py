@@ -162,10 +162,14 @@ class Services:
         return self.zones.zones_for(event, lat, lon)
 
     def _index_photos(self, coll: str, old: Item | None, new: Item) -> None:
+        old_photos = () if old is None else old.get("photos") or ()
+        new_photos = new.get("photos") or ()
+        if not old_photos and not new_photos:  # most updates: loading a million of them costs nothing here
+            return
         index = self._photo_updates if coll == "updates" else self._photo_reports
-        for photo in (old or {}).get("photos", ()):
+        for photo in old_photos:
             index[photo["id"]].discard(new["id"])
-        for photo in new.get("photos", ()):
+        for photo in new_photos:
             index[photo["id"]].add(new["id"])
 
     def photo_reports(self, photo_id: str) -> Iterable[Item]:
