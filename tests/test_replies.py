@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
+from answer import ok
 from conftest import auth, make_user
 from procs import free_port
 
@@ -57,12 +58,6 @@ def settings_for(tmp_path: Path, smtp_port: int | None, retry_minutes: float = 6
                     smtp_url=f"smtp://127.0.0.1:{smtp_port}" if smtp_port else "", mail_from="desk@police.example",
                     mail_retry_minutes=retry_minutes, base_url="https://fieldcomms.example",
                     report_rate_per_minute=6000, report_burst=100)
-
-
-async def ok(resp: Any, status: int = 200) -> Json:
-    assert resp.status == status, await resp.text()
-    body: Json = await resp.json()
-    return body
 
 
 async def setup_event(client: TestClient) -> tuple[dict[str, str], Json]:
