@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -106,6 +107,23 @@ def _drain(stream: Any, keep: deque[str]) -> None:
 def server_log_tail(proc: subprocess.Popen[bytes]) -> list[str]:
     """The last lines a server started by `server` wrote to its stderr."""
     return list(_LOG_TAILS.get(proc.pid, ()))
+
+
+async def poll_healthz(session: Any, base: str, stop: asyncio.Event, every_s: float) -> list[float]:
+    """`/healthz` latencies in ms, one request every `every_s` (on a fixed schedule), until `stop` is set: how
+    long the server's loop keeps a cheap request waiting while a benchmark loads it."""
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    while not stop.is_set():
+        started = time.perf_counter()
+        async with session.get(f"{base}/healthz") as resp:
+            await resp.read()
+            assert resp.status == 200, resp.status
+        latencies.append((time.perf_counter() - started) * 1000)
+        next_at += every_s
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+    return latencies
 
 
 @contextlib.contextmanager
