@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from fieldcomms.config import Settings
 Json = dict[str, Any]
 TAG = "replies"
 CLAIM = "Police snipers are on the roofs of Fargate"
+ANSWER = 'There are no snipers. The roofs of Fargate, photographed at 10:05 <from the Town Hall> & the "car park".'
 
 
 class Inbox:
@@ -112,7 +114,7 @@ async def inbox() -> AsyncIterator[tuple[Inbox, int]]:
     await asyncio.to_thread(controller.stop)
 
 
-async def test_each_counted_reporter_gets_one_plain_message_with_the_verdict(
+async def test_each_counted_reporter_gets_one_message_in_plain_text_and_html_with_the_verdict(
         tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
     box, port = inbox
     async with TestClient(TestServer(create_app(settings_for(tmp_path, port)))) as client:
@@ -128,8 +130,7 @@ async def test_each_counted_reporter_gets_one_plain_message_with_the_verdict(
 
         started = time.monotonic()
         answered = await ok(await client.post(f"/api/v1/rumours/{rumour['id']}/rebuttals", json={
-            "verdict": "false", "text": "There are no snipers. The roofs of Fargate, photographed at 10:05."},
-            headers=auth(officer)), 201)
+            "verdict": "false", "text": ANSWER}, headers=auth(officer)), 201)
         assert answered["status"] == "false" and time.monotonic() - started < 2.0
 
         await wait_for(lambda: _async(len(box.messages) >= 2))
@@ -142,12 +143,27 @@ async def test_each_counted_reporter_gets_one_plain_message_with_the_verdict(
             assert msg["Subject"] == f"FALSE: {CLAIM}"
             assert msg["Auto-Submitted"] == "auto-generated"
             assert msg["Message-ID"] and msg["Date"]
-            assert msg.get_content_type() == "text/plain"
-            text = msg.get_content()
+            # Plain text, and an HTML alternative of the same message.
+            assert msg.get_content_type() == "multipart/alternative"
+            parts = [part.get_content_type() for part in msg.iter_parts()]
+            assert parts == ["text/plain", "text/html"], parts
+            text = body_of(msg, "plain")
             assert "Our answer: FALSE" in text and "this claim is false" in text
-            assert "There are no snipers. The roofs of Fargate, photographed at 10:05." in text
-            assert f"https://fieldcomms.example/events/{TAG}/rumours#rumour-{rumour['id']}" in text
+            assert ANSWER in " ".join(text.split())
+            board = f"https://fieldcomms.example/events/{TAG}/rumours#rumour-{rumour['id']}"
+            assert board in text
             assert CLAIM in " ".join(text.split())
+            page = body_of(msg, "html")
+            seen = Page()
+            seen.feed(page)
+            words = " ".join(" ".join(seen.text).split())
+            assert "Our answer: FALSE." in words and "this claim is false" in words
+            assert ANSWER in words and CLAIM in words  # what a mail reader shows, special characters and all
+            assert board in seen.links
+            # The answer's HTML special characters arrive escaped: as text, never as markup.
+            assert "&lt;from the Town Hall&gt; &amp; the &quot;car park&quot;" in page
+            assert "<from" not in page and seen.tags <= {"html", "head", "meta", "title", "body", "p", "blockquote",
+                                                          "strong", "br", "a"}, seen.tags
         for rep in (jo, sam):
             reply = await wait_for(lambda rep=rep: _sent(client, control, rep))
             assert set(reply) == {"status", "at"}
@@ -168,7 +184,31 @@ async def test_each_counted_reporter_gets_one_plain_message_with_the_verdict(
         await wait_for(lambda: _async(len(box.messages) == 3))
         await asyncio.sleep(0.3)
         assert len(box.messages) == 3 and box.messages[-1][0] == ["late@example.org"]
-        assert "Still no snipers." in box.messages[-1][1].get_content()
+        assert "Still no snipers." in body_of(box.messages[-1][1], "plain")
+
+
+def body_of(msg: EmailMessage, subtype: str) -> str:
+    part = msg.get_body(preferencelist=(subtype,))
+    assert part is not None and part.get_content_type() == f"text/{subtype}", subtype
+    content: str = part.get_content()  # type: ignore[attr-defined]
+    return content
+
+
+class Page(HTMLParser):
+    """The HTML part as a mail reader renders it: its text, its links and which tags it uses."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.links: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.links += [v for k, v in attrs if k == "href" and v]
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
 
 
 async def _async(value: Any) -> Any:
@@ -252,6 +292,6 @@ async def test_a_message_waiting_when_the_server_stops_is_sent_after_it_starts(t
             assert reply["status"] == "sent"
             rcpts, msg = box.messages[0]
             assert rcpts == ["jo@example.org"] and msg["Subject"] == f"MISLEADING: {CLAIM}"
-            assert "Officers on a roof, yes; snipers, no." in msg.get_content()
+            assert "Officers on a roof, yes; snipers, no." in body_of(msg, "plain")
     finally:
         await asyncio.to_thread(controller.stop)
