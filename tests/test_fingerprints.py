@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import auth, make_user
@@ -269,3 +270,36 @@ async def test_photos_stored_without_a_fingerprint_get_one_at_start_in_the_backg
         officer = await make_user(client.app, "officer", "PC3")
         items = (await (await client.get(f"/api/v1/photos/{posted}/similar", headers=auth(officer))).json())["items"]
         assert [i["photo"]["id"] for i in items] == [copy]
+
+
+async def test_two_workers_on_postgresql_fingerprint_each_stored_photo_once(tmp_path: Path, pg_url: str) -> None:
+    """Two servers on one PostgreSQL database (and one media directory) start together with six photos lacking
+    fingerprints: each photo's record gets exactly one new version between them (compare-and-set), and both
+    servers' indexes know every fingerprint."""
+    def settings_for(name: str) -> Settings:
+        return Settings(data_dir=str(tmp_path / name), media_dir=str(tmp_path / "media"), fsync=False,
+                        demo_admin=False, database_url=pg_url)
+
+    async with TestClient(TestServer(create_app(settings_for("a")))) as client:
+        officer = await make_user(client.app, "officer", "PC1")
+        ids = [(await upload(client, officer, jpeg(scene(40 + n), 90)))["id"] for n in range(6)]
+        store = client.app[SERVICES].store
+        for photo_id in ids:
+            doc = store.get("photos", photo_id)
+            assert doc is not None
+            await store.append("photo", "photos", {k: v for k, v in doc.items() if k != "_fingerprint"})
+        stripped_at = store.last_seq
+
+    async with TestClient(TestServer(create_app(settings_for("a")))) as one, \
+            TestClient(TestServer(create_app(settings_for("b")))) as two:
+        tasks = [c.app[SERVICES]._backfill for c in (one, two)]
+        assert all(t is not None for t in tasks)
+        counts = [await t for t in tasks if t is not None]
+        assert sum(counts) == len(ids), counts
+        for c in (one, two):
+            await c.app[SERVICES].store.catch_up()  # type: ignore[attr-defined]
+            assert all(c.app[SERVICES].fingerprints.get(photo_id) is not None for photo_id in ids)
+        with psycopg.connect(pg_url) as conn:
+            rows = conn.execute("SELECT id, count(*) FROM fc_changes WHERE coll = 'photos' AND seq > %s GROUP BY id",
+                                (stripped_at,)).fetchall()
+        assert sorted(rows) == sorted((photo_id, 1) for photo_id in ids), rows
