@@ -23,6 +23,7 @@ from procs import free_port
 
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
+from fieldcomms.keys import SERVICES
 
 Json = dict[str, Any]
 TAG = "replies"
@@ -293,5 +294,46 @@ async def test_a_message_waiting_when_the_server_stops_is_sent_after_it_starts(t
             rcpts, msg = box.messages[0]
             assert rcpts == ["jo@example.org"] and msg["Subject"] == f"MISLEADING: {CLAIM}"
             assert "Officers on a roof, yes; snipers, no." in body_of(msg, "plain")
+    finally:
+        await asyncio.to_thread(controller.stop)
+
+
+@pytest.mark.parametrize("handing", [False, True])
+async def test_a_claim_left_by_a_crash_is_sent_if_never_handed_over_and_failed_if_it_was(
+        tmp_path: Path, handing: bool) -> None:
+    """The embedded store: a message found claimed when the server starts was being sent when the last one
+    died. Claimed but not yet handed to the SMTP server: nothing left, so it is sent now (once). Being handed
+    over: the server may have it, so it is failed and never sent again."""
+    port = free_port()  # nothing listens yet: the message stays pending
+    async with TestClient(TestServer(create_app(settings_for(tmp_path, port)))) as client:
+        tokens, rumour = await setup_event(client)
+        rep = await report(client, "snipers on the roofs", "jo@example.org")
+        await count(client, tokens["officer"], rumour["id"], rep)
+        await ok(await client.post(f"/api/v1/rumours/{rumour['id']}/rebuttals", json={
+            "verdict": "false", "text": "No snipers."}, headers=auth(tokens["officer"])), 201)
+
+        async def tried() -> bool:
+            reply = await reply_of(client, tokens["control"], rep)
+            return reply is not None and reply.get("error") is not None
+
+        await wait_for(tried)  # the next try is 10 s away: time to leave a claim as a crash would
+        store = client.app[SERVICES].store
+        doc = store.get("mail", f"{rep}:{rumour['id']}")
+        assert doc is not None and doc["status"] == "pending" and not doc["in_flight"]
+        await store.append("mail", "mail", {**doc, "in_flight": True, "handing": handing, "claimed_by": "gone/1",
+                                            "lease_until": time.time() + 3600, "attempts": doc["attempts"] + 1})
+        control = tokens["control"]
+    box = Inbox()
+    controller = await smtp_server(box, port)
+    try:
+        async with TestClient(TestServer(create_app(settings_for(tmp_path, port)))) as client:
+            reply = await wait_for(lambda: _settled(client, control, rep))
+            await asyncio.sleep(0.5)
+            if handing:
+                assert reply["status"] == "failed" and "not sent again" in reply["error"], reply
+                assert box.messages == [] and box.attempts == 0
+            else:
+                assert reply["status"] == "sent", reply
+                assert [rcpts for rcpts, _ in box.messages] == [["jo@example.org"]]
     finally:
         await asyncio.to_thread(controller.stop)
