@@ -3,6 +3,8 @@ recipients and acknowledgements."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import auth
 from geopy.distance import geodesic
+
+from fieldcomms.keys import SERVICES
+from fieldcomms.visibility import Viewer, view
 
 TAG = "libdempolicing"
 POSITIONS = f"/api/v1/events/{TAG}/positions"
@@ -87,14 +92,127 @@ async def test_a_late_report_joins_the_track_but_does_not_move_the_officer(
                                                            (53.3802, -1.4712)]
 
 
-async def test_the_track_keeps_the_last_twenty(
+async def test_the_track_keeps_every_point_in_time_order(
     client: TestClient, officer_token: str, control_token: str, event: Json
 ) -> None:
     for i in range(25):
         await report(client, officer_token, (53.38 + i / 10000, -1.47), at=ago(25 - i))
     [me] = await officers(client, control_token)
-    assert len(me["track"]) == 20
+    assert [t["lat"] for t in me["track"]] == [53.38 + i / 10000 for i in range(25)]
     assert me["track"][-1]["lat"] == me["location"]["lat"] == 53.38 + 24 / 10000
+    newest = await (await client.get(OFFICERS, params={"track": "3"}, headers=auth(control_token))).json()
+    assert newest["items"][0]["track"] == me["track"][-3:]
+    none = await (await client.get(OFFICERS, params={"track": "0"}, headers=auth(control_token))).json()
+    assert none["items"][0]["track"] == [] and none["items"][0]["location"] == me["location"]
+    assert (await client.get(OFFICERS, params={"track": "-1"}, headers=auth(control_token))).status == 422
+
+
+async def test_a_repeated_report_stores_nothing_and_tracks_are_their_own_documents(
+    client: TestClient, officer_token: str, control_token: str, event: Json
+) -> None:
+    store = client.app[SERVICES].store
+    when = ago(2)
+    await report(client, officer_token, (53.3801, -1.4711), at=when, accuracy_m=5)
+    seq = store.last_seq
+    await report(client, officer_token, (53.3801, -1.4711), at=when, accuracy_m=5)  # a handset's retry
+    assert store.last_seq == seq
+    [pos] = [d for d in store.all("positions")]
+    assert "track" not in pos  # the position is the latest point only: a small row
+    [point] = [d for d in store.all("tracks")]
+    assert (point["event"], point["officer"]["callsign"], point["lat"], point["lon"], point["accuracy_m"],
+            point["at"]) == (TAG, "officer1", 53.3801, -1.4711, 5, when)
+    # Nobody but control sees a track point, and never the public (visibility decides, as for everything).
+    assert view("tracks", point, None) is None
+    officer = Viewer(id=pos["officer"]["id"], callsign="officer1", role="officer", name="o")
+    assert view("tracks", point, officer) is None
+    control = Viewer(id="c", callsign="c", role="control", name="c")
+    assert view("tracks", point, control) is not None
+
+
+async def test_a_stream_position_frame_is_the_latest_point_only_after_1000_positions(
+    client: TestClient, officer_token: str, control_token: str, event: Json
+) -> None:
+    """API: a `position`'s data is `{"officer", "location", "at", "stale"}`, a few hundred bytes, however long
+    the track: the track is at GET /officers. Target: a whole frame (id, event, data lines) <= 400 bytes."""
+    stream = await client.get(f"/api/v1/events/{TAG}/stream", headers=auth(control_token))
+    assert stream.status == 200
+    assert await stream.content.readuntil(b"\n\n") == b"retry: 3000\n\n"
+    public = await client.get(f"/api/v1/events/{TAG}/stream")
+    assert await public.content.readuntil(b"\n\n") == b"retry: 3000\n\n"
+    start = datetime.now(UTC) - timedelta(seconds=1100)  # the newest point 100 s old: fresh
+
+    def point(i: int) -> tuple[tuple[float, float], str]:
+        return ((53.38 + i / 100000, -1.47 - i / 100000),
+                (start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    frames: list[bytes] = []
+
+    async def read() -> None:
+        while True:
+            frame = await stream.content.readuntil(b"\n\n")
+            if frame.startswith(b":"):
+                continue  # a keep-alive
+            frames.append(frame)
+            if len(frames) == 1000:
+                return
+
+    reader = asyncio.create_task(read())
+    for i in range(1000):
+        where, at = point(i)
+        await report(client, officer_token, where, at=at, accuracy_m=12.5)
+    late, late_at = (53.3, -1.4), (start - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await report(client, officer_token, late, at=late_at)  # from an offline queue: no frame, joins the track
+    await asyncio.wait_for(reader, 30)
+    assert all(f.startswith(b"id: ") and b"\nevent: position\ndata: " in f for f in frames)
+    sizes = [len(f) for f in frames]
+    assert max(sizes) <= 400, max(sizes)
+    last = frames[-1].split(b"\ndata: ", 1)[1]
+    data = json.loads(last)
+    assert set(data) == {"officer", "location", "at", "stale"}
+    assert set(data["officer"]) == {"id", "callsign"} and data["officer"]["callsign"] == "officer1"
+    assert data["location"] == {"lat": point(999)[0][0], "lon": point(999)[0][1], "accuracy_m": 12.5,
+                                "source": "device"}
+    assert data["at"] == point(999)[1] and data["stale"] is False
+    # The late report sent nothing (it moved no one), and the public got no position at all.
+    post = await client.post(f"/api/v1/events/{TAG}/updates", json={"text": "public now", "visibility": "public"},
+                             headers=auth(officer_token))
+    assert post.status == 201
+    frame = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 5)
+    while frame.startswith(b":"):
+        frame = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 5)
+    assert b"event: update\n" in frame
+    frame = await asyncio.wait_for(public.content.readuntil(b"\n\n"), 5)
+    while frame.startswith(b":"):
+        frame = await asyncio.wait_for(public.content.readuntil(b"\n\n"), 5)
+    assert b"event: update\n" in frame and b"position" not in frame
+    stream.close()
+    public.close()
+    # The whole track is at GET /officers: 1,001 points in time order, the late one first.
+    [me] = await officers(client, control_token)
+    assert len(me["track"]) == 1001
+    assert (me["track"][0]["lat"], me["track"][0]["at"]) == (late[0], late_at)
+    assert [(t["lat"], t["lon"]) for t in me["track"][1:]] == [point(i)[0] for i in range(1000)]
+    assert me["location"]["lat"] == point(999)[0][0]
+
+
+async def test_a_position_stored_with_its_track_inside_moves_the_points_out(
+    client: TestClient, officer_token: str, control_token: str, event: Json
+) -> None:
+    """A position document written before tracks had their own collection carried the last 20 points: the
+    officer's next report moves them into `tracks`, and GET /officers shows them all."""
+    store = client.app[SERVICES].store
+    me = await (await client.get("/api/v1/me", headers=auth(officer_token))).json()
+    old = [{"lat": 53.37, "lon": -1.46, "at": ago(10 - k)} for k in range(3)]
+    legacy = {"id": f"pos_{TAG}_{me['id']}", "event": TAG, "officer": {"id": me["id"], "callsign": "officer1"},
+              "location": {"lat": 53.37, "lon": -1.46, "source": "device"}, "at": old[-1]["at"],
+              "received_at": old[-1]["at"], "track": old,
+              "_at": datetime.fromisoformat(old[-1]["at"].replace("Z", "+00:00")).timestamp()}
+    await store.append("position", "positions", legacy)
+    await report(client, officer_token, (53.371, -1.461))
+    [item] = await officers(client, control_token)
+    assert [t["at"] for t in item["track"]][:3] == [p["at"] for p in old] and len(item["track"]) == 4
+    assert "track" not in store.get("positions", legacy["id"])
+    assert store.count("tracks") == 4
 
 
 async def test_a_time_in_the_future_counts_as_now(
