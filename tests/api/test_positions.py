@@ -372,3 +372,19 @@ async def test_alert_list_extension_control_sees_all_officers_their_own(client, 
     other = await (await client.get(f"/api/v1/events/{tag}/alerts", headers=auth(far))).json()
     assert other["items"] == []
     assert (await client.get(f"/api/v1/events/{tag}/alerts")).status == 401
+
+
+def test_the_largest_possible_position_frame_is_within_400_bytes() -> None:
+    """The frame's size depends only on its fields' lengths: the longest callsign (32), a 12-digit seq, times
+    with milliseconds and coordinates and an accuracy at full float precision still fit in 400 bytes."""
+    from fieldcomms.domain.positions import position_frame
+    from fieldcomms.live_parts import sse_frame
+
+    seen = {"id": "pos_" + "e" * 64 + "_usr_" + "x" * 22, "seq": 10**12, "event": "e" * 64,
+            "officer": {"id": "usr_" + "x" * 22, "callsign": "A" * 32},
+            "location": {"lat": -89.12345678901234, "lon": -179.12345678901234, "accuracy_m": 12345.678901234567,
+                         "source": "device"},
+            "at": "2026-12-06T08:33:37.123Z"}
+    frame = sse_frame("position", 10**12 - 1, position_frame(seen, 0.0, 300.0))
+    assert len(frame) <= 400, len(frame)
+    assert frame.count(b"\n") == 4 and frame.endswith(b"\n\n")
