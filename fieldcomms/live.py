@@ -446,7 +446,7 @@ class Broker:
             clock = asyncio.get_running_loop().time
             async with Turn(self._turns) as turn:
                 began = clock()
-                for coll, doc in self.ctx.store.event_changes_since(event, since):
+                for coll, doc in self.ctx.store.event_changes_since(event, since, STREAM_COLLS):
                     if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
                         continue  # changed after `start`: it arrives live
                     entries.append(Entry(Change(doc["seq"], change_type(coll, doc), coll, doc)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -388,3 +389,43 @@ def test_the_largest_possible_position_frame_is_within_400_bytes() -> None:
     frame = sse_frame("position", 10**12 - 1, position_frame(seen, 0.0, 300.0))
     assert len(frame) <= 400, len(frame)
     assert frame.count(b"\n") == 4 and frame.endswith(b"\n\n")
+
+
+async def test_a_stream_replay_does_not_walk_the_track_points(aiohttp_client: Any, tmp_path: Any) -> None:
+    """Every position reported is a document of the event (`tracks`), so an event holds far more of them than
+    of anything streamed. A replay (`since=0`, a control room reconnecting, or any public client) walks only
+    the collections the stream carries: with 300,000 track points it starts at once, where walking them held
+    the server's loop for over a second."""
+    from fieldcomms.app import create_app
+    from fieldcomms.config import Settings
+    from tests.conftest import make_user
+
+    # A ring of one change: the replay comes from the store, as after a restart or a long absence.
+    app = create_app(Settings(data_dir=str(tmp_path / "data"), fsync=False, demo_admin=False, sse_ring_size=1))
+    client = await aiohttp_client(app)
+    control = await make_user(app, "control", "control1")
+    resp = await client.post("/api/v1/events", json={"tag": TAG, "title": "t", "status": "live"},
+                             headers=auth(control))
+    assert resp.status == 201
+    store = app[SERVICES].store
+    officer = {"id": "usr_replay", "callsign": "SY-1"}
+    for batch in range(30):
+        points = [{"id": f"trk_{TAG}_usr_replay_{batch}_{k}", "event": TAG, "officer": officer,
+                   "lat": 53.38, "lon": -1.47, "at": "2026-01-01T00:00:00Z"} for k in range(10_000)]
+        await store.append("track", "tracks", points[0], aux=lambda _s, rest=points[1:]: [("tracks", t) for t in rest])
+    assert store.count("tracks") == 300_000
+    for who in ("usr_replay", "usr_other"):
+        await store.append("position", "positions", {
+            "id": f"pos_{TAG}_{who}", "event": TAG, "officer": {**officer, "id": who}, "at": "2026-01-01T00:00:00Z",
+            "location": {"lat": 53.38, "lon": -1.47, "source": "device"}, "_at": 1767225600.0})
+    for _ in range(2):  # the second one on a warm view
+        started = time.perf_counter()
+        stream = await client.get(f"/api/v1/events/{TAG}/stream", params={"since": "0"}, headers=auth(control))
+        assert stream.status == 200
+        frame = b""
+        while not frame.startswith(b"id: "):  # the replay's first frame: a position
+            frame = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 30)
+        took = time.perf_counter() - started
+        stream.close()
+        assert b"event: position\n" in frame
+    assert took < 0.5, f"the replay took {took:.2f} s"
