@@ -296,19 +296,17 @@ async def _updates(ctx: Services, event: Doc, users: dict[str, Viewer], photos: 
 
 async def _positions(store: StoreProtocol, users: dict[str, Viewer]) -> int:
     """Each officer's track, reported point by point as a handset would: one position document per officer,
-    stored with its track points in one change."""
+    stored with its track documents in one change."""
     for callsign, track in TRACKS.items():
         doc: dict[str, Any] | None = None
-        points: list[dict[str, Any]] = []
-        ids: set[str] = set()
+        buckets: dict[str, dict[str, Any]] = {}
         for hhmm, place in track:
             new, more = next_position(doc, TAG, users[callsign], {**loc(place, 8), "at": at(hhmm)}, moment(hhmm),
-                                      ids.__contains__)
+                                      buckets.get)
             doc = new or doc
-            points += more
-            ids.update(t["id"] for t in more)
+            buckets.update((t["id"], t) for t in more)
         if doc is not None:
-            track_docs = [(TRACK_POINTS, t) for t in points]
+            track_docs = [(TRACK_POINTS, t) for t in buckets.values()]
             await store.append("position", "positions", doc, aux=lambda _s: track_docs)  # noqa: B023 (awaited here)
     return len(TRACKS)
 

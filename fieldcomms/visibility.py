@@ -207,8 +207,8 @@ def _position(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
 
 
 def _track(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
-    # An officer's track (API: at GET /officers, control only); a point erased by a purge is seen by no one.
-    return None if viewer is None or not viewer.at_least("control") or "lat" not in item else _clean(item)
+    # An officer's track (API: at GET /officers, control only); one erased by a purge is seen by no one.
+    return None if viewer is None or not viewer.at_least("control") or "points" not in item else _clean(item)
 
 
 def _alert(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:

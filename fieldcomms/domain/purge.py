@@ -60,8 +60,8 @@ async def purge_event(ctx: Services, tag: str, actor: Viewer | Doc, reason: str)
     items: list[tuple[str, str, list[str] | None]] = []
     positions = [d for d in store.oldest_first("positions", tag) if d is not None and not d.get("_redacted")]
     items += [("positions", d["id"], None) for d in positions]
-    # Every point of every track (one document each, positions.py), written with or without a position.
-    items += [("tracks", d["id"], None) for d in store.oldest_first("tracks", tag) if d is not None and "lat" in d]
+    # Every track document (ten minutes of an officer's points each, positions.py).
+    items += [("tracks", d["id"], None) for d in store.oldest_first("tracks", tag) if d is not None and "points" in d]
     reports = [d for d in store.oldest_first("reports", tag) if d is not None and d.get("contact")]
     items += [("reports", d["id"], ["contact"]) for d in reports]
     photos = [p for p in _photo_ids(ctx, tag) if not _used_elsewhere(ctx, p, tag)]

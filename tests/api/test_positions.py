@@ -100,6 +100,7 @@ async def test_the_track_keeps_every_point_in_time_order(
         await report(client, officer_token, (53.38 + i / 10000, -1.47), at=ago(25 - i))
     [me] = await officers(client, control_token)
     assert [t["lat"] for t in me["track"]] == [53.38 + i / 10000 for i in range(25)]
+    assert 3 <= client.app[SERVICES].store.count("tracks") <= 4  # 25 minutes: in ten-minute documents
     assert me["track"][-1]["lat"] == me["location"]["lat"] == 53.38 + 24 / 10000
     newest = await (await client.get(OFFICERS, params={"track": "3"}, headers=auth(control_token))).json()
     assert newest["items"][0]["track"] == me["track"][-3:]
@@ -119,15 +120,17 @@ async def test_a_repeated_report_stores_nothing_and_tracks_are_their_own_documen
     assert store.last_seq == seq
     [pos] = [d for d in store.all("positions")]
     assert "track" not in pos  # the position is the latest point only: a small row
-    [point] = [d for d in store.all("tracks")]
-    assert (point["event"], point["officer"]["callsign"], point["lat"], point["lon"], point["accuracy_m"],
-            point["at"]) == (TAG, "officer1", 53.3801, -1.4711, 5, when)
-    # Nobody but control sees a track point, and never the public (visibility decides, as for everything).
-    assert view("tracks", point, None) is None
+    [bucket] = [d for d in store.all("tracks")]  # ten minutes of the officer's points, compact
+    when_ms = round(datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp() * 1000)
+    assert (bucket["event"], bucket["officer"]["callsign"], bucket["points"]) == \
+        (TAG, "officer1", [[when_ms, 53.3801, -1.4711, 5]])
+    assert bucket["id"] == f"trk_{TAG}_{pos['officer']['id']}_{when_ms // 600_000 * 600_000}"
+    # Nobody but control sees a track, and never the public (visibility decides, as for everything).
+    assert view("tracks", bucket, None) is None
     officer = Viewer(id=pos["officer"]["id"], callsign="officer1", role="officer", name="o")
-    assert view("tracks", point, officer) is None
+    assert view("tracks", bucket, officer) is None
     control = Viewer(id="c", callsign="c", role="control", name="c")
-    assert view("tracks", point, control) is not None
+    assert view("tracks", bucket, control) is not None
 
 
 async def test_a_stream_position_frame_is_the_latest_point_only_after_1000_positions(
@@ -213,7 +216,7 @@ async def test_a_position_stored_with_its_track_inside_moves_the_points_out(
     [item] = await officers(client, control_token)
     assert [t["at"] for t in item["track"]][:3] == [p["at"] for p in old] and len(item["track"]) == 4
     assert "track" not in store.get("positions", legacy["id"])
-    assert store.count("tracks") == 4
+    assert sum(len(t["points"]) for t in store.all("tracks")) == 4
 
 
 async def test_a_time_in_the_future_counts_as_now(
@@ -392,10 +395,11 @@ def test_the_largest_possible_position_frame_is_within_400_bytes() -> None:
 
 
 async def test_a_stream_replay_does_not_walk_the_track_points(aiohttp_client: Any, tmp_path: Any) -> None:
-    """Every position reported is a document of the event (`tracks`), so an event holds far more of them than
-    of anything streamed. A replay (`since=0`, a control room reconnecting, or any public client) walks only
-    the collections the stream carries: with 300,000 track points it starts at once, where walking them held
-    the server's loop for over a second."""
+    """Tracks are documents of the event (`tracks`, ten minutes of an officer's points each), so a long event
+    holds far more of them than of anything streamed (10,000 officers for 12 hours: 720,000). A replay
+    (`since=0`, a control room reconnecting, or any public client) walks only the collections the stream
+    carries: with 300,000 track documents it starts at once, where walking them held the server's loop for
+    over a second."""
     from fieldcomms.app import create_app
     from fieldcomms.config import Settings
     from tests.conftest import make_user
@@ -411,7 +415,8 @@ async def test_a_stream_replay_does_not_walk_the_track_points(aiohttp_client: An
     officer = {"id": "usr_replay", "callsign": "SY-1"}
     for batch in range(30):
         points = [{"id": f"trk_{TAG}_usr_replay_{batch}_{k}", "event": TAG, "officer": officer,
-                   "lat": 53.38, "lon": -1.47, "at": "2026-01-01T00:00:00Z"} for k in range(10_000)]
+                   "points": [[1767225600000 + (batch * 10_000 + k) * 600_000, 53.38, -1.47, None]]}
+                  for k in range(10_000)]
         await store.append("track", "tracks", points[0], aux=lambda _s, rest=points[1:]: [("tracks", t) for t in rest])
     assert store.count("tracks") == 300_000
     for who in ("usr_replay", "usr_other"):
