@@ -208,6 +208,42 @@ def _baseline_tree() -> Iterator[tuple[Path, str]]:
         yield d / "tree", base[:12]
 
 
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0])
+
+
+def _view_bytes_per_point(per_point: bool, n: int = 200_000) -> float:
+    """What a worker's in-memory view holds per track point, loaded from JSON as at start: one document per
+    point (the first layout tried) or the ten-minute documents of domain/positions.py (20 points each)."""
+    import gc
+
+    import orjson
+
+    from fieldcomms.domain.positions import BUCKET_MS
+    from fieldcomms.store.memory import MemoryView
+
+    view = MemoryView()
+    officer = {"id": "usr_" + "x" * 16, "callsign": "SY-1234"}
+    t0 = 1_765_000_000_000
+    if per_point:
+        lines = [orjson.dumps({"id": f"trk_{TAG}_{officer['id']}_{t0 + i * 30_000}_{i:08x}", "event": TAG,
+                               "officer": officer, "lat": 53.38 + i / 1e6, "lon": -1.47 - i / 1e6,
+                               "accuracy_m": 12.5, "at": "2026-12-06T08:00:00Z", "seq": i + 1}) for i in range(n)]
+    else:
+        lines = [orjson.dumps({"id": f"trk_{TAG}_{officer['id']}_{t0 + b * BUCKET_MS}", "event": TAG,
+                               "officer": officer, "seq": b + 1,
+                               "points": [[t0 + b * BUCKET_MS + k * 30_000, 53.38 + (b * 20 + k) / 1e6,
+                                           -1.47 - (b * 20 + k) / 1e6, 12.5] for k in range(20)]})
+                 for b in range(n // 20)]
+    gc.collect()
+    before = _rss_kb()
+    for line in lines:
+        view._apply("tracks", orjson.loads(line), new=True)
+    gc.collect()
+    return round((_rss_kb() - before) * 1024 / n, 1)
+
+
 def run() -> dict[str, Any]:
     load_before = os.getloadavg()
     runs = [_embedded(ROOT) for _ in range(2)]
@@ -239,6 +275,8 @@ def run() -> dict[str, Any]:
         "officers_track_points_baseline": baseline["officers_track_points"],
         "officers_bytes_1000_points": runs[0]["officers_bytes"],
         "officers_ms_1000_points": [r["officers_ms"] for r in runs + pg_runs],
+        "track_view_bytes_per_point": _view_bytes_per_point(False),
+        "track_view_bytes_per_point_one_doc_each": _view_bytes_per_point(True),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "how": "1 officer, 1,000 positions (POST /positions, sequential, fsync on), a control stream counting "
