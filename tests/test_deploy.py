@@ -193,11 +193,11 @@ http {{
 
 def start_nginx(nginx: str, prefix: Path, conf: Path) -> subprocess.Popen[bytes]:
     """`nginx -t` first (the configuration must be valid as shipped), then nginx in the foreground."""
-    check = subprocess.run([nginx, "-t", "-p", str(prefix), "-c", str(conf)], capture_output=True, text=True,
-                           timeout=30)
+    # -e: the log nginx opens before it reads the configuration (else Debian's /var/log/nginx, root's only).
+    args = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+    check = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
-    return subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture
