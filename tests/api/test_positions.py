@@ -434,3 +434,19 @@ async def test_a_stream_replay_does_not_walk_the_track_points(aiohttp_client: An
         stream.close()
         assert b"event: position\n" in frame
     assert took < 0.5, f"the replay took {took:.2f} s"
+
+
+async def test_concurrent_reports_of_one_officer_all_join_the_track(
+    client: TestClient, officer_token: str, control_token: str, event: Json
+) -> None:
+    """Reports sent at once (a handset emptying its offline queue) touch the same ten-minute track document:
+    on PostgreSQL each new version is compare-and-set on the one it was built from, and a lost race runs
+    again, so no point is lost; the officer is where the newest report says."""
+    start = datetime.now(UTC) - timedelta(minutes=4)
+    whens = [(start + timedelta(seconds=5 * k)).strftime("%Y-%m-%dT%H:%M:%SZ") for k in range(30)]
+    await asyncio.gather(*(report(client, officer_token, (53.38 + k / 10000, -1.47), at=when)
+                           for k, when in enumerate(whens)))
+    [me] = await officers(client, control_token)
+    assert [t["at"] for t in me["track"]] == whens
+    assert [t["lat"] for t in me["track"]] == [53.38 + k / 10000 for k in range(30)]
+    assert me["at"] == whens[-1] and me["location"]["lat"] == 53.38 + 29 / 10000
