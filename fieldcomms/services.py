@@ -77,7 +77,7 @@ class Services:
         self.zones = Zones()
         store.on_apply(self.zones.on_apply, {"zones"})
         self.positions = Positions()
-        store.on_apply(self.positions.on_apply, {"positions"})
+        store.on_apply(self.positions.on_apply, {"positions", "tracks"})
         self.map = map_domain.MapIndex(self)
         store.on_apply(self.map.on_apply, map_domain.POINT_COLLS, loading=False)  # it builds lazily
         self.media = MediaStore(settings.media_path)  # shared by every worker on PostgreSQL
