@@ -25,8 +25,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
+from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 DEFAULT_THRESHOLD = 0.3
@@ -381,38 +383,98 @@ def _covered(side: Sequence[_Token], other: Sequence[_Token]) -> tuple[float, fl
     return (covered / total if total else 0.0), covered
 
 
-# Officers re-read the same reports against the same rumours; the answer never changes.
-@lru_cache(maxsize=65536)
-def score(report_text: str, claim: str) -> float:
-    """How strongly a report repeats a claim, from 0 (unrelated) to 1 (the same words), rounded to 3 decimals."""
-    claim_tokens = _tokens(claim, True)
+@dataclass(frozen=True)
+class _Claim:
+    """A claim analysed once, when it is first seen (its text is the key: a changed claim is a new one)."""
+
+    text: str
+    tokens: tuple[_Token, ...]
+    by_text: Mapping[str, _Token]
+    weights: tuple[tuple[str, float], ...]
+    total: float
+    full: float  # the covered weight that counts as full evidence
+    places: tuple[str, ...]
+    topics: tuple[str, ...]
+    negative: bool
+
+
+def _total(tokens: Sequence[_Token]) -> float:
+    total = 0.0
+    for token in tokens:  # as `_covered` adds them up
+        total += token.weight
+    return total
+
+
+@lru_cache(maxsize=8192)
+def _claim(claim: str) -> _Claim:
+    tokens = _tokens(claim, True)
+    return _Claim(
+        text=claim,
+        tokens=tokens,
+        by_text={t.text: t for t in tokens},
+        weights=tuple((t.text, t.weight) for t in tokens),
+        total=_total(tokens),
+        # A short claim cannot offer more evidence than it holds ("The march has been banned").
+        full=min(EVIDENCE_FULL, sum(t.weight for t in tokens)),
+        places=tuple(t.text for t in tokens if t.place),
+        topics=tuple(t.text for t in tokens if t.weight == 1.0),
+        negative=any(t.text in _NEGATIVE for t in tokens),
+    )
+
+
+@dataclass(frozen=True)
+class _Report:
+    tokens: tuple[_Token, ...]
+    negative: bool
+    asks: bool
+
+
+def _report(text: str) -> _Report:
     # A report's own capitalisation is random on a phone, so it is ignored; a word the claim marks as a place is a
-    # place on both sides.
-    by_text = {t.text: t for t in claim_tokens}
-    report_tokens = tuple(by_text.get(t.text, t) for t in _tokens(report_text.lower(), False))
-    if not claim_tokens or not report_tokens:
-        return 0.0
-    recall, evidence = _covered(claim_tokens, report_tokens)
-    # A short claim cannot offer more evidence than it holds ("The march has been banned").
-    full = min(EVIDENCE_FULL, sum(t.weight for t in claim_tokens))
-    precision = _coverage(report_tokens, claim_tokens)
+    # place on both sides (see `_as_seen_by`).
+    tokens = _tokens(text.lower(), False)
+    return _Report(tokens, any(t.text in _NEGATIVE for t in tokens), _INFO_REQUEST.match(text) is not None)
+
+
+def _as_seen_by(claim: _Claim, report: _Report) -> tuple[_Token, ...]:
+    return tuple(claim.by_text.get(t.text, t) for t in report.tokens)
+
+
+def _combine(claim: _Claim, report: _Report, recall: float, evidence: float, precision: float, elsewhere: bool,
+             off_topic: bool) -> float:
+    """The score from its parts; the one formula both the plain `score` and the indexed `Matcher` use."""
     if recall == 0 or precision == 0:
         return 0.0
     beta2 = BETA * BETA
     value = (1 + beta2) * precision * recall / (beta2 * precision + recall)
-    if _elsewhere(claim_tokens, report_tokens):
+    if elsewhere:
         value *= ELSEWHERE_FACTOR
-    if _off_topic(claim_tokens, report_tokens):
+    if off_topic:
         value *= OFF_TOPIC_FACTOR
     # "No toilets at the Arena" and "the Arena toilets are past the bar" share every noun and mean the opposite.
-    if any(t.text in _NEGATIVE for t in claim_tokens) != any(t.text in _NEGATIVE for t in report_tokens):
+    if claim.negative != report.negative:
         value *= POLARITY_FACTOR
-    if _INFO_REQUEST.match(report_text):
+    if report.asks:
         value *= INFO_FACTOR
     # One shared idea is thin evidence however short the report: "my cat is missing since the flood" shares all
     # it says of "Meadowhall is flooded". A topic word and a place, or two topic words, are enough.
-    value *= min(1.0, evidence / full) ** EVIDENCE_POWER
+    value *= min(1.0, evidence / claim.full) ** EVIDENCE_POWER
     return round(min(1.0, value), 3)
+
+
+# Officers re-read the same reports against the same rumours; the answer never changes.
+@lru_cache(maxsize=65536)
+def score(report_text: str, claim: str) -> float:
+    """How strongly a report repeats a claim, from 0 (unrelated) to 1 (the same words), rounded to 3 decimals.
+    The plain definition, word against word; `Matcher` computes the same value through an index."""
+    analysed, report = _claim(claim), _report(report_text)
+    report_tokens = _as_seen_by(analysed, report)
+    if not analysed.tokens or not report_tokens:
+        return 0.0
+    recall, evidence = _covered(analysed.tokens, report_tokens)
+    precision = _coverage(report_tokens, analysed.tokens)
+    return _combine(analysed, report, recall, evidence, precision, _elsewhere(analysed.tokens, report_tokens),
+                    _off_topic(analysed.tokens, report_tokens))
 
 
 def _off_topic(claim_tokens: Sequence[_Token], report_tokens: Sequence[_Token]) -> bool:
@@ -431,11 +493,9 @@ def _elsewhere(claim_tokens: Sequence[_Token], report_tokens: Sequence[_Token]) 
     return not any(_similarity(c.text, r.text) > 0 for c in claim_places for r in report_tokens)
 
 
-@lru_cache(maxsize=64)
-def _distinctive(claims: tuple[str, ...]) -> dict[str, frozenset[str]]:
-    """For each claim, its topic words (weight 1) that no other claim of the set has. Linear in the set's size,
-    and cached: an event's rumours change far less often than reports arrive."""
-    per_claim = {claim: {t.text for t in _tokens(claim, True) if t.weight == 1.0} for claim in claims}
+def _distinctive(claims: Sequence[_Claim]) -> dict[str, frozenset[str]]:
+    """For each claim, its topic words (weight 1) that no other claim of the set has."""
+    per_claim = {claim.text: set(claim.topics) for claim in claims}
     counts: dict[str, int] = {}
     for words in per_claim.values():
         for word in words:
@@ -443,16 +503,105 @@ def _distinctive(claims: tuple[str, ...]) -> dict[str, frozenset[str]]:
     return {claim: frozenset(w for w in words if counts[w] == 1) for claim, words in per_claim.items()}
 
 
+class _Index:
+    """An event's claims, analysed and indexed once for every report scored against them until one changes.
+
+    `similar(word)` finds every word of the claims that `_similarity` gives a non-zero score against `word`
+    without trying them all: the same word, the other negations, words that extend it or that it extends by up to
+    three letters (a table of prefixes), and words within two edits (rapidfuzz over the words of five letters or
+    more, in C). `_similarity` then gives each found word its exact score."""
+
+    def __init__(self, claims: tuple[str, ...]) -> None:
+        self.claims = {text: _claim(text) for text in claims}
+        self.distinctive = _distinctive(list(self.claims.values()))
+        # Topic words and places, each with the claims that have it. Generic words ("police", "crowd") are left
+        # out: a report sharing only those with a claim is off topic and scores below any threshold.
+        # Held as positions in `claims`, so that a report costs only what its related rumours do.
+        holders: dict[str, set[int]] = {}
+        words: set[str] = set()
+        for position, text in enumerate(claims):
+            for token in self.claims[text].tokens:
+                words.add(token.text)
+                if token.weight > GENERIC_WEIGHT:
+                    holders.setdefault(token.text, set()).add(position)
+        self.holders = {word: frozenset(found) for word, found in holders.items()}
+        self.words = frozenset(words)
+        self.negatives = frozenset(words & _NEGATIVE)
+        self.long_words = sorted(w for w in words if len(w) >= 5)
+        extensions: dict[str, list[str]] = {}
+        for word in sorted(words):
+            for k in range(max(4, len(word) - 3), len(word)):
+                extensions.setdefault(word[:k], []).append(word)
+        self.extensions = extensions
+
+    def similar(self, word: str) -> dict[str, float]:
+        found: set[str] = set()
+        if word in self.words:
+            found.add(word)
+        if word in _NEGATIVE:
+            found |= self.negatives
+        if len(word) >= 4:
+            found.update(self.extensions.get(word, ()))
+            found.update(word[:k] for k in range(max(4, len(word) - 3), len(word)) if word[:k] in self.words)
+        if len(word) >= 5 and self.long_words:
+            found.update(hit for hit, _, _ in process.extract(word, self.long_words, scorer=OSA.distance,
+                                                              score_cutoff=2, limit=None))
+        return {hit: value for hit in found if (value := _similarity(word, hit)) > 0}
+
+
 @lru_cache(maxsize=64)
-def _vocabulary(claims: tuple[str, ...]) -> dict[str, frozenset[str]]:
-    """The claims' topic words and places, each with the claims that have it. Generic words ("police", "crowd")
-    are left out: a report sharing only those with a claim is off topic and scores below any threshold."""
-    holders: dict[str, set[str]] = {}
-    for claim in claims:
-        for token in _tokens(claim, True):
-            if token.weight > GENERIC_WEIGHT:
-                holders.setdefault(token.text, set()).add(claim)
-    return {word: frozenset(found) for word, found in holders.items()}
+def _index(claims: tuple[str, ...]) -> _Index:
+    return _Index(claims)
+
+
+def _upper_bound(claim: _Claim, report: _Report, best: Mapping[str, float]) -> float:
+    """A bound `score(report, claim)` cannot exceed, from the claim's side alone: the precision it would reach if
+    every report word were in the claim. Most rumours an index look-up finds share only a place with the report
+    ("fargate" is in every rumour about Fargate), and this sets them aside without the report-side sums."""
+    covered = 0.0
+    for text, weight in claim.weights:
+        covered += weight * best.get(text, 0.0)
+    recall = covered / claim.total if claim.total else 0.0
+    if recall == 0:
+        return 0.0
+    beta2 = BETA * BETA
+    value = (1 + beta2) * recall / (beta2 + recall)
+    if claim.topics and not any(best.get(word, 0.0) > 0 for word in claim.topics):
+        value *= OFF_TOPIC_FACTOR
+    if claim.negative != report.negative:
+        value *= POLARITY_FACTOR
+    if report.asks:
+        value *= INFO_FACTOR
+    return value * min(1.0, covered / claim.full) ** EVIDENCE_POWER
+
+
+def _indexed_score(claim: _Claim, report: _Report, best: Mapping[str, float],
+                   near: Sequence[Mapping[str, float]]) -> float:
+    """`score(report, claim)`, from the report's words already looked up in the index: `best[word]` is the best
+    similarity of a claim word to any report word, `near[i]` the claim words similar to report word i. The sums
+    run in the same order as `score`'s, so the floats are the same."""
+    if not claim.tokens or not report.tokens:
+        return 0.0
+    covered = 0.0
+    for text, weight in claim.weights:
+        covered += weight * best.get(text, 0.0)
+    recall, evidence = (covered / claim.total if claim.total else 0.0), covered
+    total = covered = 0.0
+    report_places = False
+    by_text = claim.by_text
+    for token, similar in zip(report.tokens, near, strict=True):
+        seen = by_text.get(token.text, token)  # a word the claim has takes the claim's weight and place
+        report_places = report_places or seen.place
+        total += seen.weight
+        covered += seen.weight * max((v for w, v in similar.items() if w in by_text), default=0.0)
+    precision = covered / total if total else 0.0
+    elsewhere = bool(claim.places) and report_places and not any(best.get(word, 0.0) > 0 for word in claim.places)
+    off_topic = bool(claim.topics) and not any(best.get(word, 0.0) > 0 for word in claim.topics)
+    return _combine(claim, report, recall, evidence, precision, elsewhere, off_topic)
+
+
+_ID_AND_CLAIM = itemgetter("id", "claim")
+_CLAIM = itemgetter(1)
 
 
 class Matcher:
@@ -466,28 +615,39 @@ class Matcher:
     def matches(self, text: str, rumours: Iterable[Mapping[str, Any]], limit: int = 3) -> list[dict[str, Any]]:
         """The rumours the report repeats, best first. Scored against the event's rumours together: a topic word
         that only one of them has ("measles", "stabbed") says more than one they share, so covering it adds
-        `UNIQUE_BONUS` to that rumour's score. Only the rumours that share a word with the report are scored (an
-        index of the rumours' words finds them), so 500 known rumours cost about what the few related ones do."""
-        candidates = [(str(r["id"]), r["claim"]) for r in rumours]
-        claims = tuple(claim for _, claim in candidates)
-        distinctive = _distinctive(claims)
-        words = _vocabulary(claims)
-        report_tokens = _tokens(text.lower(), False)
-        related: set[str] = set()
-        for token in report_tokens:
-            for word, holders in words.items():
-                if _similarity(token.text, word) > 0:
-                    related |= holders
+        `UNIQUE_BONUS` to that rumour's score.
+
+        The claims are analysed and indexed once (`_Index`, cached by the tuple of claims); the report is
+        analysed once, its words looked up in the index, and only the rumours holding a topic word or place
+        that a report word resembles are scored, each by dictionary look-ups (`_indexed_score`). The result is
+        the same as scoring every rumour with `score` (tests/rumours/test_matching.py checks it on the whole
+        labelled set)."""
+        candidates = list(map(_ID_AND_CLAIM, rumours))
+        index = _index(tuple(map(_CLAIM, candidates)))
+        report = _report(text)
+        best: dict[str, float] = {}
+        near: list[dict[str, float]] = []
+        for token in report.tokens:
+            similar = index.similar(token.text)
+            near.append(similar)
+            for word, value in similar.items():
+                if value > best.get(word, 0.0):
+                    best[word] = value
+        related: set[int] = set()
+        for word in best:
+            related |= index.holders.get(word, frozenset())
         scored = []
-        for rumour_id, claim in candidates:
-            if claim not in related:
+        for position in related:
+            rumour_id, claim = candidates[position]
+            analysed = index.claims[claim]
+            bonus = max((best.get(word, 0.0) for word in index.distinctive.get(claim, ())), default=0.0)
+            # Rounding to 3 decimals can lift a value by 0.0005 at most: a bound 0.001 under the threshold is safe.
+            if _upper_bound(analysed, report, best) + UNIQUE_BONUS * bonus < self.threshold - 0.001:
                 continue
-            value = score(text, claim)
+            value = _indexed_score(analysed, report, best, near)
             if value <= 0:
                 continue
-            bonus = max((_similarity(word, t.text) for word in distinctive.get(claim, ()) for t in report_tokens),
-                        default=0.0)
-            scored.append((round(min(1.0, value + UNIQUE_BONUS * bonus), 3), rumour_id))
+            scored.append((round(min(1.0, value + UNIQUE_BONUS * bonus), 3), str(rumour_id)))
         kept = sorted(((s, rid) for s, rid in scored if s >= self.threshold), key=lambda p: (-p[0], p[1]))
         return [{"rumour_id": rid, "score": s} for s, rid in kept[: max(0, limit)]]
 
