@@ -13,10 +13,23 @@ a shared word tells about a shared claim:
   or, in the claim only, is capitalised mid-sentence (an officer's capitals mean something, a phone's do not);
 - everything else counts 1.
 
+Words are compared after a public-order thesaurus and phrase list have reduced both sides to ideas ("marksmen",
+"guys with rifles" -> sniper; "boxed in", "won't let anyone out", "all the exits are blocked" -> kettle). Two ideas
+that people use for one another (a fight and an attack, a burst dam and a wall that gave way) score 0.7. Misspelt
+words find their thesaurus entry by sound ("snipper", "foto") or by one typing slip from exactly one entry
+("marksmin", "detianed": a letter missing, added or swapped, or one vowel for another; a consonant for another is
+mostly a different word, "planned" is not "planted"); words the thesaurus does not know still match a claim's
+word at one or two edits, or by a shared beginning.
+
 Three rules then catch what overlap cannot: a report sharing none of the claim's topic words (weight 1) shares at
-most a place (x0.5); a report naming a place and none of the claim's is about somewhere else (x0.5); and a report
-that negates where the claim does not, or the reverse ("no toilets at the Arena" against "the Arena toilets are
-past the bar"), says something else (x0.6).
+most a place (x0.5); a report naming a place and none of the claim's is about somewhere else (x0.5) - a named
+place ("Fargate", the "Peace" of the Peace Gardens), not a bare "the ground" or "the square", which is wherever
+the speaker is; and a report that negates where the claim does not, or the reverse ("no toilets at the Arena"
+against "the Arena toilets are past the bar"), says something else (x0.6). A kettle counts as a negation ("nobody
+will be let out"), since the phrases fold the negation into it.
+
+`score` is the plain definition, word against word. `Matcher` gives the same results through an index of the
+event's claims, analysed once, and scores only the rumours a report's words can reach.
 """
 
 from __future__ import annotations
@@ -41,10 +54,14 @@ ELSEWHERE_FACTOR = 0.5
 POLARITY_FACTOR = 0.6
 OFF_TOPIC_FACTOR = 0.5
 NEG_CREDIT = 0.8
+RELATED_CREDIT = 0.7
 UNIQUE_BONUS = 0.1
 EVIDENCE_FULL = 2.0
 EVIDENCE_POWER = 1.0
 _NEGATIVE = frozenset({"halt", "neg"})
+# What says "no" for the polarity rule: the negative ideas, and a kettle, which is "nobody let out" said in one word
+# (the phrases take the negation into it).
+_POLARITY = _NEGATIVE | {"kettle"}
 
 _STOPWORDS = frozenset(
     """
@@ -57,34 +74,60 @@ _STOPWORDS = frozenset(
     these they theyll theyre this those through to today tonight too true u under up ur us ve very want was we
     were what when where which while who why will with without would y yeah yes you youll your yours
     way moment time news
+    theyve weve youve whos whats wheres hows heres theyd youd wed hed shed id went goes till until tomorrow
+    yesterday again already yet ages behind along opposite onto beside across towards toward between round
+    massive huge big mass loads lots load bunch tons proper literally totally absolutely whole entire
     """.split()
 )
 
 # Multi-word slang and paraphrase first, so that its words do not also count one by one ("old bill" is not about
 # bills, "on top of the buildings" is a roof). Each names one idea of the public-order thesaurus below.
+# Who is held in or let out: "us", "everyone", "the away fans", "the whole crowd".
+_WHO = (r"(?:(?:us|them|you|everyone|everybody|anyone|anybody|people|nobody|no one|fans|supporters|"
+        r"(?:the |all the |all )(?:\w+ )?(?:fans|supporters|crowd|end|lot|marchers|protesters|people|kids))\s)?")
+
 _PHRASES: tuple[tuple[str, str], ...] = (
     (r"\bold bill\b", "police"),
     (r"\b(?:tear|cs|pepper) ?(?:gas(?:s?ed|s?ing)?|spray(?:ed|ing)?)\b", "teargas"),
     (r"\bteargass?(?:ed|ing)\b", "teargas"),
     (r"\beyes (?:are |were )?(?:burning|stinging|streaming)\b", "teargas"),
     (r"\b(?:gas|gassed|gassing|gasses)\b", "teargas"),
-    (r"\b(?:call(?:ed|ing)?|is|are|been) off\b", "halt"),
+    (r"\b(?:call(?:ed|ing)?|is|are|was|were|be|been|turned|switched|cut|cutting) off\b", "halt"),
+    (r"\b(electricity|power|lights|gas|water|trams?|trains?|buses|signal|internet) off\b", r"\1 halt"),
     (r"\b(show|gig|concert|game|match|march|festival|derby|race|parade)s off\b", r"\1 halt"),
     (r"\b(?:pull(?:ed|ing|s)?|drop(?:ped|ping|s)?) out\b", "halt"),
-    (r"\b(tram|bus) stops?\b", r"\1stop"),
+    (r"\b(tram|bus)s? stops?\b", r"\1stop"),
     (r"\btrain station\b", "station"),
     (r"\b(?:kick(?:ed|ing|s)?|kicks) off\b", "fight"),
     (r"\bpunch ?ups?\b", "fight"),
     (r"\b(?:set|let|setting|letting|sets|lets) off\b", "ignite"),
     (r"\bsmoke ?bombs?\b", "flare"),
-    (r"\b(?:penned|boxed|hemmed|locked|held|kept|keeping|keep|holding|hold|stuck|shut) (?:us |them |everyone |people |fans )?(?:in|inside)\b", "kettle"),
+    # "Not letting anyone out", "nobody can leave", "can't get out": the negation is part of the idea (a kettle),
+    # so it is taken with it rather than left to count as a contradiction.
+    (r"\b(?:not|wont|arent|isnt|never|dont|didnt|cant|cannot|wouldnt|refusing to|refuse to) (?:be )?"
+     r"(?:let(?:ting)?|lets|allow(?:ing)?) " + _WHO + r"(?:out|leave|go)\b", "kettle"),
+    (r"\b(?:nobody|no one|noone|none of us|no body) (?:will be |is being |is |are |gets |can |cant |allowed to )?"
+     r"(?:let out|leave|leaving|get out|getting out|go home)\b", "kettle"),
+    (r"\b(?:cant|cannot|can not|couldnt|unable to|not able to) (?:get|getting|go|leave|move) ?(?:out|away|home)?\b",
+     "kettle"),
+    (r"\bno way (?:out|to get out|home)\b", "kettle"),
+    # Blocked exits are a kettle, and still about exits, for a claim that says only that.
+    (r"\b(?:all )?(?:the )?(?:exits?|ways? out) (?:are |is |have been |been |all )?(?:blocked|closed|shut)\b",
+     "kettle exit"),
+    (r"\b(?:block(?:ed|ing)?|clos(?:ed|ing)|shut(?:ting)?) (?:off )?(?:all )?(?:the )?(?:exits?|ways? out)\b",
+     "kettle exit"),
+    (r"\b(?:penned|boxed|hemmed|locked|held|kept|keeping|keep|holding|hold|stuck|shut|trapped|trapping|trap) "
+     + _WHO + r"(?:in|inside)\b", "kettle"),
     (r"\b(?:held|holding|hold|kept|keeping|keep) (?:us |them |everyone |people |fans |the \w+ |\w+ )?back\b", "kettle"),
-    (r"\b(?:let|letting|lets) (?:us |you |them |anyone |anybody |everyone |people |nobody |no one )?(?:out|leave)\b", "kettle"),
+    (r"\b(?:let|letting|lets) " + _WHO + r"(?:out|leave)\b", "kettle"),
     (r"\b(?:let|letting|lets|allowed|allow) (?:us |you |them |anyone |anybody |people )?back (?:in|inside)\b", "reentry"),
     (r"\bre ?entry\b", "reentry"),
     (r"\bprotest pen\b", "kettle"),
-    (r"\bwater ?can+ons?\b", "watercannon"),
+    (r"\bwater ?can+ons?(?: trucks?| lorry| lorries| vans?| vehicles?)?\b", "watercannon"),
     (r"\bfacial recognition\b", "photograph"),
+    (r"\bface ?(?:scan(?:ner|ning|s)?|recognition|id)\b", "photograph"),
+    (r"\b(?:record(?:ing|ed|s)?|scan(?:ning|ned|s)?|film(?:ing|ed|s)?|snap(?:ping|ped|s)?) (?:\w+ )?faces?\b",
+     "photograph"),
     (r"\bon horseback\b", "horse"),
     (r"\b(?:run|ran|knocked|mowed) (?:over|down)\b", "hit"),
     (r"\b(?:did ?n[o']?t|didnt|never) (?:survive|make it)\b", "die"),
@@ -105,7 +148,6 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"\btap water\b", "tapwater"),
     (r"\bdrinking water\b", "tapwater"),
     (r"\bwater (?:from|in) the tap\b", "tapwater"),
-    (r"\bboil water\b", "contaminate"),
     (r"\bpower cut\b", "power"),
     (r"\bbreak(?:ing)? into\b", "loot"),
     (r"\bbroke into\b", "loot"),
@@ -118,11 +160,23 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"\bfull ?time\b", "finalwhistle"),
     (r"\bfinal whistle\b", "finalwhistle"),
     (r"\bend of the (?:game|match)\b", "finalwhistle"),
+    (r"\bafter (?:the )?(?:game|match)\b", "finalwhistle"),
+    (r"\baway (?:end|section|stand|support|supporters|lot|fans|following)\b", "away fan"),
+    (r"\b(?:season )?ticket ?holders?\b", "fan ticket"),
+    (r"\b(?:dam|reservoir) walls?\b", "dam"),
+    (r"\bboil (?:your |the )?water(?: notice| warning| order)?\b", "tapwater contaminate"),
+    (r"\b(?:not|dont|do not|cant|cannot|shouldnt|should not|must not|mustnt|unsafe to|not safe to) (?:be )?"
+     r"(?:drink|drunk|drinking)\b", "contaminate"),
+    (r"\bon (?:their|his|her|its|our|the) way\b", "come"),
+    (r"\b(?:cant|cannot|can not|no|not) (?:\w+ )?(?:drive|driving|cars?|traffic)\b", "halt road"),
     (r"\b(?:moving|moved|move) (?:everyone|people|residents|us) out\b", "evacuate"),
     (r"\bleave their homes\b", "evacuate"),
     (r"\bexplosive device\b", "bomb"),
     (r"\b(?:everyone|everybody|people|all) out of\b", "evacuate"),
     (r"\bset (?:the )?dogs on\b", "dog attack"),
+    # "The band comes on late", "main act going on at ten": on stage, that is starting.
+    (r"\b(?:coming|come|comes|going|goes|go) on(?: stage)?(?= (?:really |very |so |well )?"
+     r"(?:late|early|at|till|until|soon|now|after|before)\b|\W*$)", "start"),
     (r"\bon stage\b", "play"),
     (r"\bdemo\b", "demonstration"),
     (r"\bmanc\b", "manchester"),
@@ -156,6 +210,9 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
             "werent", "aint", "dont", "doesnt", "didnt"),
     "ignite": ("light", "lit", "lighting"),
     "bring": ("brought", "bringing"),
+    "come": ("coming", "comes", "came", "heading", "headed", "arriving", "arrive", "arrived"),
+    "people": ("lads", "guys", "blokes", "men", "folk", "folks", "workers", "staff", "persons", "mates", "friends",
+               "pals"),
     "database": ("file", "files", "record", "register", "list", "logging", "log", "logged", "profile"),
     "photograph": ("photo", "photographing", "filming", "film", "picture", "pic", "snap", "snapping", "camera",
                    "recording", "cctv"),
@@ -179,7 +236,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "road": ("rd",),
     "square": ("sq",),
     "center": ("centre", "town"),
-    "entrance": ("gate", "gates", "door", "doors", "turnstile", "turnstiles", "entry", "way in"),
+    "entrance": ("gate", "gates", "door", "doors", "turnstile", "turnstiles", "entry", "way in", "security"),
     "refuse": ("refused", "rejected", "rejecting", "refusing", "barred"),
     "ticket": ("tickets", "eticket", "etickets"),
     "tram": ("trams",),
@@ -204,7 +261,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "play": ("perform", "performing", "playing", "plays", "played", "performance"),
     "fan": ("supporter", "supporters", "fans"),
     "evacuate": ("evacuating", "evacuation", "evacuated", "clearing", "cleared"),
-    "contaminate": ("contaminated", "poisoned", "poison", "dirty", "sewage", "unsafe", "polluted"),
+    "contaminate": ("contaminated", "poisoned", "poison", "dirty", "sewage", "unsafe", "polluted", "undrinkable"),
     "loot": ("looting", "looters", "looted", "robbing", "robbed", "thieves", "thief", "stealing", "burgle"),
     "power": ("electricity", "electric", "blackout", "outage"),
     "flood": ("flooded", "flooding", "floods", "pouring"),
@@ -226,6 +283,9 @@ _GENERIC = frozenset(
     """.split()
 )
 
+# Generic words that are places when used as one ("in the area", "across the city").
+_GENERIC_PLACES = frozenset("area city site route".split())
+
 # The word after one of these is usually where something happens ("at the station", "on Fargate").
 _LOCATIVE = frozenset("on at in outside near by into onto from along behind opposite inside".split())
 
@@ -234,9 +294,16 @@ _PLACE_HEADS = frozenset(
     """
     area zone street road lane square park garden green hall center centre pool market station
     avenue row bridge arena ground stadium library church cathedral hospital school university pub shop bar
-    cafe museum theatre hotel
+    cafe museum theatre hotel end stand terrace kop store
     """.split()
 )
+
+# A place noun alone names no place: "near the ground", "in the square" are wherever the speaker is.
+_VAGUE_PLACES = frozenset(
+    """
+    ground stadium venue arena site area zone town city center building shop store pub bar cafe street road lane
+    square park place hotel theatre end stand terrace
+    """.split())
 
 # A report that asks for information ("where is...", "what time...", "is there a...") asks; it does not pass a
 # claim on, even when it names the claim's subject ("what time is the main act on" is not "the headliner pulled out").
@@ -257,6 +324,9 @@ def _stem(word: str) -> str:
         return word[:-3] + "y"
     if word.endswith("s") and not word.endswith(("ss", "us", "is")):
         word = word[:-1]
+    # "occupation" and "occupying", "evacuation" and "evacuated" meet at "occup", "evacu" by prefix.
+    if word.endswith("ation") and len(word) - 5 >= 4:
+        return word[:-5]
     for suffix in ("ing", "ed"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[: -len(suffix)]
@@ -272,18 +342,75 @@ def _build_canon() -> dict[str, str]:
     for head, variants in _SYNONYMS.items():
         for variant in (head, *variants):
             canon[variant] = head
-            canon[_stem(variant)] = head
+    # Then the stems of the variants, where they are not words of their own: "recording" is a photograph, but
+    # its stem "record" is the database's word, and "crowding" (a crush) must not make every "crowd" one.
+    for head, variants in _SYNONYMS.items():
+        for variant in (head, *variants):
+            stem = _stem(variant)
+            if stem not in _GENERIC:
+                canon.setdefault(stem, head)
     return canon
 
 
 _CANON = _build_canon()
 
 
+def _sound(word: str) -> str:
+    """How a word sounds, roughly: the slips people make typing fast ("snipper", "polise", "marksmun" are not
+    caught here, "sniper", "tear gass", "nicked"/"niked", "photo"/"foto" are): doubled letters once, ph as f, ck
+    and c before a hard vowel as k, z as s."""
+    word = word.replace("ph", "f").replace("ck", "k").replace("z", "s")
+    word = re.sub(r"c(?=[aou]|$)", "k", word)
+    return re.sub(r"(.)\1+", r"\1", word)
+
+
+def _build_sounds() -> dict[str, str]:
+    """The thesaurus by sound, keeping only sounds that name one idea."""
+    heads: dict[str, set[str]] = {}
+    for variant, head in _CANON.items():
+        if len(variant) >= 4:
+            heads.setdefault(_sound(variant), set()).add(head)
+    return {sound: next(iter(found)) for sound, found in heads.items() if len(found) == 1}
+
+
+_SOUNDS = _build_sounds()
+# The thesaurus words long enough for one slip to leave them recognisable ("marksmin", "detianed", "trampeld").
+_SPELT = sorted(w for w in _CANON if len(w) >= 6 and " " not in w)
+
+
+def _slip(typed: str, meant: str) -> bool:
+    """Whether one edit between two words is a typing slip rather than another word: a letter missing or added,
+    two letters swapped ("detianed"), or one vowel for another ("marksmin"). A consonant for another mostly
+    makes a different word ("planned" is not "planted")."""
+    if len(typed) != len(meant):
+        return True
+    differ = [i for i, (a, b) in enumerate(zip(typed, meant, strict=True)) if a != b]
+    if len(differ) == 2:
+        return True  # OSA distance 1 with two differences: a swap
+    return len(differ) == 1 and typed[differ[0]] in "aeiouy" and meant[differ[0]] in "aeiouy"
+
+
+@lru_cache(maxsize=65536)
 def _canonical(word: str) -> str:
     if word in _CANON:
         return _CANON[word]
     stem = _stem(word)
-    return _CANON.get(stem, stem)
+    if stem in _CANON:
+        return _CANON[stem]
+    if len(word) >= 4:
+        sound = _SOUNDS.get(_sound(word)) or _SOUNDS.get(_sound(stem))
+        if sound is not None:
+            return sound
+    for form in (word, stem):
+        if len(form) < 6:
+            break
+        # One slip from exactly one idea of the thesaurus. Not the common verbs of "halt" and "neg", and not a
+        # different last letter: "closer" is not "closed", "lifter" not "lifted".
+        near = {_CANON[hit] for hit, _, _ in process.extract(form, _SPELT, scorer=OSA.distance, score_cutoff=1,
+                                                             limit=None) if hit[:-1] != form[:-1] and _slip(form, hit)}
+        if len(near) == 1 and not near & _NEGATIVE:
+            return near.pop()
+    return stem
 
 
 @dataclass(frozen=True)
@@ -338,13 +465,25 @@ def _tokens(text: str, trust_case: bool) -> tuple[_Token, ...]:
         word = _canonical(raw)
         if word in _STOPWORDS or len(word) < 2:
             continue
-        place = word in names or _is_place(words, i, word)
+        # People and generic words are no place ("blocked by police", "at the start"), except the generic places.
+        place = (word not in _GENERIC or word in _GENERIC_PLACES) and (word in names or _is_place(words, i, word))
         weight = GENERIC_WEIGHT if word in _GENERIC else PLACE_WEIGHT if place else 1.0
         if word in found:
             weight = min(weight, found[word].weight)
             place = place or found[word].place
         found[word] = _Token(word, weight, place)
     return tuple(found.values())
+
+
+# Ideas that are not the same but that people use for one another: a fight and an attack, a dam that bursts and
+# one whose wall gives way, a burning shop and a burning building.
+_RELATED_PAIRS: tuple[tuple[str, str], ...] = (
+    ("fight", "attack"), ("burst", "collapse"), ("building", "shop"), ("building", "store"),
+)
+_RELATED: dict[str, frozenset[str]] = {}
+for _a, _b in _RELATED_PAIRS:
+    _RELATED[_a] = _RELATED.get(_a, frozenset()) | {_b}
+    _RELATED[_b] = _RELATED.get(_b, frozenset()) | {_a}
 
 
 # Word pairs repeat across reports and rumours of one event; edit distance is the cost worth caching.
@@ -354,6 +493,8 @@ def _similarity(a: str, b: str) -> float:
         return 1.0
     if a in _NEGATIVE and b in _NEGATIVE:
         return NEG_CREDIT
+    if b in _RELATED.get(a, ()):
+        return RELATED_CREDIT
     short, long_ = sorted((a, b), key=len)
     if len(short) >= 4 and long_.startswith(short) and len(long_) - len(short) <= 3:
         return PREFIX_CREDIT
@@ -416,9 +557,9 @@ def _claim(claim: str) -> _Claim:
         total=_total(tokens),
         # A short claim cannot offer more evidence than it holds ("The march has been banned").
         full=min(EVIDENCE_FULL, sum(t.weight for t in tokens)),
-        places=tuple(t.text for t in tokens if t.place),
+        places=tuple(t.text for t in _claim_places(tokens)),
         topics=tuple(t.text for t in tokens if t.weight == 1.0),
-        negative=any(t.text in _NEGATIVE for t in tokens),
+        negative=any(t.text in _POLARITY for t in tokens),
     )
 
 
@@ -433,7 +574,7 @@ def _report(text: str) -> _Report:
     # A report's own capitalisation is random on a phone, so it is ignored; a word the claim marks as a place is a
     # place on both sides (see `_as_seen_by`).
     tokens = _tokens(text.lower(), False)
-    return _Report(tokens, any(t.text in _NEGATIVE for t in tokens), _INFO_REQUEST.match(text) is not None)
+    return _Report(tokens, any(t.text in _POLARITY for t in tokens), _INFO_REQUEST.match(text) is not None)
 
 
 def _as_seen_by(claim: _Claim, report: _Report) -> tuple[_Token, ...]:
@@ -484,10 +625,23 @@ def _off_topic(claim_tokens: Sequence[_Token], report_tokens: Sequence[_Token]) 
     return bool(topics) and not any(_similarity(c.text, r.text) > 0 for c in topics for r in report_tokens)
 
 
+def _named(token: _Token) -> bool:
+    """A place with a name ("Fargate", "Division", "Winter"), not a bare "the ground" or "the square", which may be
+    anywhere the speaker is (the stadium of the match, the square the march is in)."""
+    return token.place and token.text not in _VAGUE_PLACES
+
+
+def _claim_places(claim_tokens: Sequence[_Token]) -> list[_Token]:
+    """The places a claim names, by their names where it has them: "Peace" of the Peace Gardens, which the
+    Winter Garden does not share; "station" when that is all it says."""
+    named = [t for t in claim_tokens if _named(t)]
+    return [t for t in named if t.text not in _PLACE_HEADS] or named
+
+
 def _elsewhere(claim_tokens: Sequence[_Token], report_tokens: Sequence[_Token]) -> bool:
     """True when the report names a place and shares none of the claim's: the same thing, somewhere else."""
-    claim_places = [t for t in claim_tokens if t.place]
-    report_places = [t for t in report_tokens if t.place]
+    claim_places = _claim_places(claim_tokens)
+    report_places = [t for t in report_tokens if _named(t)]
     if not claim_places or not report_places:
         return False
     return not any(_similarity(c.text, r.text) > 0 for c in claim_places for r in report_tokens)
@@ -540,6 +694,7 @@ class _Index:
             found.add(word)
         if word in _NEGATIVE:
             found |= self.negatives
+        found |= _RELATED.get(word, frozenset()) & self.words
         if len(word) >= 4:
             found.update(self.extensions.get(word, ()))
             found.update(word[:k] for k in range(max(4, len(word) - 3), len(word)) if word[:k] in self.words)
@@ -591,7 +746,7 @@ def _indexed_score(claim: _Claim, report: _Report, best: Mapping[str, float],
     by_text = claim.by_text
     for token, similar in zip(report.tokens, near, strict=True):
         seen = by_text.get(token.text, token)  # a word the claim has takes the claim's weight and place
-        report_places = report_places or seen.place
+        report_places = report_places or _named(seen)
         total += seen.weight
         covered += seen.weight * max((v for w, v in similar.items() if w in by_text), default=0.0)
     precision = covered / total if total else 0.0

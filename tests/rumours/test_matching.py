@@ -79,12 +79,12 @@ def _report_quality(split: str) -> tuple[float, float]:
 
 
 def test_reports_written_as_people_write_find_their_rumour() -> None:
-    # Floors against regression, below the measured figures (bench/results.json has them: train 0.982 / 0.87,
-    # test 0.964 / 0.828). The issue's recall target of 0.9 on the test split is not reached yet.
+    # Floors against regression at the issue's targets (measured: train 0.989 / 0.969, test 1.0 / 0.906; the test
+    # split was only ever measured, never looked at for tuning).
     precision, recall = _report_quality("train")
-    assert precision >= 0.95 and recall >= 0.85, (precision, recall)
+    assert precision >= 0.95 and recall >= 0.95, (precision, recall)
     precision, recall = _report_quality("test")
-    assert precision >= 0.95 and recall >= 0.8, (precision, recall)
+    assert precision >= 0.95 and recall >= 0.9, (precision, recall)
 
 
 def test_the_word_index_finds_every_rumour_that_brute_force_scoring_would() -> None:
@@ -171,6 +171,60 @@ def test_the_issue_paraphrases(report: str, rumour_id: str | None) -> None:
     found = Matcher().matches(report, rumours, limit=1)
     assert (found[0]["rumour_id"] if found else None) == rumour_id
     assert all(0.0 <= m["score"] <= 1.0 for m in found)
+
+
+def _event(name: str) -> list[dict[str, Any]]:
+    return [r for r in RUMOUR_SET if r["event"] == name]
+
+
+@pytest.mark.parametrize(("event", "report", "rumour_id"), [
+    # The issue's own examples, against every rumour of the march (eleven of them), not just three.
+    ("march", "Guys with rifles on top of the buildings by Barker's Pool", "m01"),
+    ("march", "they're trapping everyone inside, nobody can leave", "m02"),
+    ("march", "police gassed people by the City Hall", "m03"),
+    ("march", "snipper on roof", "m01"),
+    ("march", "my little girl is lost near the city hall", None),
+    ("march", "where can I charge my phone?", None),
+    # Being held in, however it is said: the negation belongs to the idea and is no contradiction.
+    ("march", "cops not letting anyone out of the square", "m02"),
+    ("march", "all the exits are blocked, we can't get out", "m02"),
+    ("football", "they're keeping the away fans in after the game", "f01"),
+    # Paraphrase through the thesaurus and its related ideas.
+    ("flood", "boil water notice for the whole city", "w03"),
+    ("flood", "the dam wall at ulley has given way", "w01"),
+    ("march", "EDL heading here to kick off with the marchers", "m10"),
+    ("concert", "security are taking people's handbags off them", "c05"),
+    # "The ground" is wherever the match is; Hillsborough is not somewhere else.
+    ("football", "someone got knifed near hillsborough", "f06"),
+    # Misspelt synonyms: one slip from one thesaurus word, or the same sound.
+    ("march", "marksmin on the rooftops", "m01"),
+    ("march", "students getting detianed by the uni", "m09"),
+    ("march", "polise fotographing everyone for a databse", "m05"),
+    # Something else said with the same words.
+    ("concert", "is the car park open late", None),
+    ("football", "thank you officers, great job today", None),
+])
+def test_paraphrase_slang_and_misspelling(event: str, report: str, rumour_id: str | None) -> None:
+    found = Matcher().matches(report, _event(event), limit=1)
+    assert (found[0]["rumour_id"] if found else None) == rumour_id, found
+    assert all(0.0 <= m["score"] <= 1.0 for m in found)
+
+
+@pytest.mark.parametrize(("word", "idea"), [
+    ("snipper", "sniper"), ("marksmin", "sniper"), ("detianed", "arrest"), ("kettel", "kettle"),
+    ("foto", "photograph"), ("contianed", "kettle"), ("confiscted", "confiscate"), ("evacuted", "evacuate"),
+    # Real words one letter from a thesaurus word are left alone.
+    ("closer", "closer"), ("lifter", "lifter"), ("planned", "plan"),
+])
+def test_misspelt_words_find_their_thesaurus_entry(word: str, idea: str) -> None:
+    assert matching._canonical(word) == idea
+
+
+def test_the_same_thing_at_another_named_place_is_still_set_apart() -> None:
+    # The vague-place rule must not undo the "elsewhere" rule where both sides name their place.
+    assert score("police dogs loose at the Winter Garden", "Police dogs have been set on the crowd at the Peace "
+                 "Gardens") < DEFAULT_THRESHOLD
+    assert score("flares being let off on the Moor", FLARES) < score("flares being let off on Fargate", FLARES) / 1.5
 
 
 def test_evaluate_counts() -> None:
