@@ -154,6 +154,11 @@ def test_a_changed_rumour_is_matched_by_its_new_claim() -> None:
     rumours[0] = {"id": "m01", "claim": "The tram stop on Fargate is closed"}
     assert "m01" not in [m["rumour_id"] for m in matcher.matches("snipers on the roof", rumours)]
     assert [m["rumour_id"] for m in matcher.matches("no trams at the fargate stop", rumours, limit=1)] == ["m01"]
+    # Two rumours with the same claim (logged twice) are both found, as brute force finds them.
+    twice = [*rumours, {"id": "m01-again", "claim": "The tram stop on Fargate is closed"}]
+    found = matcher.matches("no trams at the fargate stop", twice, limit=10)
+    assert found == _brute_force("no trams at the fargate stop", twice)
+    assert [m["rumour_id"] for m in found][:2] == ["m01", "m01-again"]
 
 
 @pytest.mark.parametrize(("report", "rumour_id"), [
