@@ -418,6 +418,7 @@ class _Token:
     text: str
     weight: float
     place: bool
+    tenths: int  # the weight in tenths: sums of these are exact, whatever order they are added in
 
 
 def _words(text: str) -> list[str]:
@@ -471,7 +472,7 @@ def _tokens(text: str, trust_case: bool) -> tuple[_Token, ...]:
         if word in found:
             weight = min(weight, found[word].weight)
             place = place or found[word].place
-        found[word] = _Token(word, weight, place)
+        found[word] = _Token(word, weight, place, round(weight * 10))
     return tuple(found.values())
 
 
@@ -506,22 +507,24 @@ def _similarity(a: str, b: str) -> float:
     return 0.0
 
 
-def _coverage(side: Sequence[_Token], other: Sequence[_Token]) -> float:
-    return _covered(side, other)[0]
+def _tenths(a: str, b: str) -> int:
+    """`_similarity` in tenths (every credit is a whole number of tenths)."""
+    return round(_similarity(a, b) * 10)
 
 
-def _covered(side: Sequence[_Token], other: Sequence[_Token]) -> tuple[float, float]:
-    """(share of `side`'s weight that `other` covers, the covered weight itself)."""
-    total = covered = 0.0
+def _covered(side: Sequence[_Token], other: Sequence[_Token]) -> tuple[int, int]:
+    """(the weight of `side` that `other` covers, in hundredths; `side`'s whole weight, in tenths). Whole numbers,
+    so that the indexed matcher, which adds the same terms in another order, gets exactly the same."""
+    total = covered = 0
     for token in side:
-        total += token.weight
-        best = 0.0
+        total += token.tenths
+        best = 0
         for candidate in other:
-            best = max(best, _similarity(token.text, candidate.text))
-            if best == 1.0:
+            best = max(best, _tenths(token.text, candidate.text))
+            if best == 10:
                 break
-        covered += token.weight * best
-    return (covered / total if total else 0.0), covered
+        covered += token.tenths * best
+    return covered, total
 
 
 @dataclass(frozen=True)
@@ -531,19 +534,12 @@ class _Claim:
     text: str
     tokens: tuple[_Token, ...]
     by_text: Mapping[str, _Token]
-    weights: tuple[tuple[str, float], ...]
-    total: float
-    full: float  # the covered weight that counts as full evidence
+    tenths: tuple[tuple[str, int], ...]  # (word, weight in tenths)
+    total: int  # tenths
+    full: int  # the covered weight that counts as full evidence, in tenths
     places: tuple[str, ...]
     topics: tuple[str, ...]
     negative: bool
-
-
-def _total(tokens: Sequence[_Token]) -> float:
-    total = 0.0
-    for token in tokens:  # as `_covered` adds them up
-        total += token.weight
-    return total
 
 
 @lru_cache(maxsize=8192)
@@ -553,10 +549,10 @@ def _claim(claim: str) -> _Claim:
         text=claim,
         tokens=tokens,
         by_text={t.text: t for t in tokens},
-        weights=tuple((t.text, t.weight) for t in tokens),
-        total=_total(tokens),
+        tenths=tuple((t.text, t.tenths) for t in tokens),
+        total=sum(t.tenths for t in tokens),
         # A short claim cannot offer more evidence than it holds ("The march has been banned").
-        full=min(EVIDENCE_FULL, sum(t.weight for t in tokens)),
+        full=min(round(EVIDENCE_FULL * 10), sum(t.tenths for t in tokens)),
         places=tuple(t.text for t in _claim_places(tokens)),
         topics=tuple(t.text for t in tokens if t.weight == 1.0),
         negative=any(t.text in _POLARITY for t in tokens),
@@ -568,24 +564,33 @@ class _Report:
     tokens: tuple[_Token, ...]
     negative: bool
     asks: bool
+    position: Mapping[str, int]  # word -> its place in `tokens` (each word is there once)
+    total: int  # the words' own weight, in tenths
+    named: int  # how many of the words are named places, as the report has them
 
 
 def _report(text: str) -> _Report:
     # A report's own capitalisation is random on a phone, so it is ignored; a word the claim marks as a place is a
     # place on both sides (see `_as_seen_by`).
     tokens = _tokens(text.lower(), False)
-    return _Report(tokens, any(t.text in _POLARITY for t in tokens), _INFO_REQUEST.match(text) is not None)
+    return _Report(tokens, any(t.text in _POLARITY for t in tokens), _INFO_REQUEST.match(text) is not None,
+                   {t.text: i for i, t in enumerate(tokens)}, sum(t.tenths for t in tokens),
+                   sum(_named(t) for t in tokens))
 
 
 def _as_seen_by(claim: _Claim, report: _Report) -> tuple[_Token, ...]:
     return tuple(claim.by_text.get(t.text, t) for t in report.tokens)
 
 
-def _combine(claim: _Claim, report: _Report, recall: float, evidence: float, precision: float, elsewhere: bool,
-             off_topic: bool) -> float:
-    """The score from its parts; the one formula both the plain `score` and the indexed `Matcher` use."""
-    if recall == 0 or precision == 0:
+def _combine(claim: _Claim, report: _Report, evidence: int, precision_covered: int, precision_total: int,
+             elsewhere: bool, off_topic: bool) -> float:
+    """The score from its parts; the one formula both the plain `score` and the indexed `Matcher` use.
+    `evidence` is the claim's weight the report covers and `precision_covered` the report's weight the claim
+    covers (hundredths), `precision_total` the report's weight as the claim sees it (tenths)."""
+    if not evidence or not precision_covered:
         return 0.0
+    recall = evidence / (10 * claim.total)
+    precision = precision_covered / (10 * precision_total)
     beta2 = BETA * BETA
     value = (1 + beta2) * precision * recall / (beta2 * precision + recall)
     if elsewhere:
@@ -599,7 +604,7 @@ def _combine(claim: _Claim, report: _Report, recall: float, evidence: float, pre
         value *= INFO_FACTOR
     # One shared idea is thin evidence however short the report: "my cat is missing since the flood" shares all
     # it says of "Meadowhall is flooded". A topic word and a place, or two topic words, are enough.
-    value *= min(1.0, evidence / claim.full) ** EVIDENCE_POWER
+    value *= min(1.0, evidence / (10 * claim.full)) ** EVIDENCE_POWER
     return round(min(1.0, value), 3)
 
 
@@ -612,10 +617,10 @@ def score(report_text: str, claim: str) -> float:
     report_tokens = _as_seen_by(analysed, report)
     if not analysed.tokens or not report_tokens:
         return 0.0
-    recall, evidence = _covered(analysed.tokens, report_tokens)
-    precision = _coverage(report_tokens, analysed.tokens)
-    return _combine(analysed, report, recall, evidence, precision, _elsewhere(analysed.tokens, report_tokens),
-                    _off_topic(analysed.tokens, report_tokens))
+    evidence, _ = _covered(analysed.tokens, report_tokens)
+    precision_covered, precision_total = _covered(report_tokens, analysed.tokens)
+    return _combine(analysed, report, evidence, precision_covered, precision_total,
+                    _elsewhere(analysed.tokens, report_tokens), _off_topic(analysed.tokens, report_tokens))
 
 
 def _off_topic(claim_tokens: Sequence[_Token], report_tokens: Sequence[_Token]) -> bool:
@@ -688,7 +693,7 @@ class _Index:
                 extensions.setdefault(word[:k], []).append(word)
         self.extensions = extensions
 
-    def similar(self, word: str) -> dict[str, float]:
+    def similar(self, word: str) -> dict[str, int]:
         found: set[str] = set()
         if word in self.words:
             found.add(word)
@@ -701,7 +706,7 @@ class _Index:
         if len(word) >= 5 and self.long_words:
             found.update(hit for hit, _, _ in process.extract(word, self.long_words, scorer=OSA.distance,
                                                               score_cutoff=2, limit=None))
-        return {hit: value for hit in found if (value := _similarity(word, hit)) > 0}
+        return {hit: value for hit in found if (value := _tenths(word, hit)) > 0}
 
 
 @lru_cache(maxsize=64)
@@ -709,50 +714,57 @@ def _index(claims: tuple[str, ...]) -> _Index:
     return _Index(claims)
 
 
-def _upper_bound(claim: _Claim, report: _Report, best: Mapping[str, float]) -> float:
+def _evidence(claim: _Claim, best: Mapping[str, int]) -> int:
+    """The claim's weight the report covers, in hundredths (`_covered(claim, report)`'s first half)."""
+    return sum(tenths * best.get(text, 0) for text, tenths in claim.tenths)
+
+
+def _upper_bound(claim: _Claim, report: _Report, best: Mapping[str, int], evidence: int) -> float:
     """A bound `score(report, claim)` cannot exceed, from the claim's side alone: the precision it would reach if
     every report word were in the claim. Most rumours an index look-up finds share only a place with the report
     ("fargate" is in every rumour about Fargate), and this sets them aside without the report-side sums."""
-    covered = 0.0
-    for text, weight in claim.weights:
-        covered += weight * best.get(text, 0.0)
-    recall = covered / claim.total if claim.total else 0.0
-    if recall == 0:
+    if not evidence:
         return 0.0
+    recall = evidence / (10 * claim.total)
     beta2 = BETA * BETA
     value = (1 + beta2) * recall / (beta2 + recall)
-    if claim.topics and not any(best.get(word, 0.0) > 0 for word in claim.topics):
+    if claim.topics and not any(best.get(word, 0) > 0 for word in claim.topics):
         value *= OFF_TOPIC_FACTOR
     if claim.negative != report.negative:
         value *= POLARITY_FACTOR
     if report.asks:
         value *= INFO_FACTOR
-    return value * min(1.0, covered / claim.full) ** EVIDENCE_POWER
+    return value * min(1.0, evidence / (10 * claim.full)) ** EVIDENCE_POWER
 
 
-def _indexed_score(claim: _Claim, report: _Report, best: Mapping[str, float],
-                   near: Sequence[Mapping[str, float]]) -> float:
+def _indexed_score(claim: _Claim, report: _Report, best: Mapping[str, int],
+                   hits: Mapping[str, Sequence[tuple[int, int]]], evidence: int) -> float:
     """`score(report, claim)`, from the report's words already looked up in the index: `best[word]` is the best
-    similarity of a claim word to any report word, `near[i]` the claim words similar to report word i. The sums
-    run in the same order as `score`'s, so the floats are the same."""
+    similarity (tenths) of a claim word to any report word, `hits[word]` the report words (by position) similar to
+    it. It costs what the claim's words and their hits do, not the report's length: the report's weight as the
+    claim sees it is its own total, corrected for the words the claim has (which take the claim's weight and
+    place). The sums are whole numbers, so they equal `score`'s exactly."""
     if not claim.tokens or not report.tokens:
         return 0.0
-    covered = 0.0
-    for text, weight in claim.weights:
-        covered += weight * best.get(text, 0.0)
-    recall, evidence = (covered / claim.total if claim.total else 0.0), covered
-    total = covered = 0.0
-    report_places = False
+    covering: dict[int, int] = {}
+    for text, _ in claim.tenths:
+        for position, value in hits.get(text, ()):
+            if value > covering.get(position, 0):
+                covering[position] = value
     by_text = claim.by_text
-    for token, similar in zip(report.tokens, near, strict=True):
-        seen = by_text.get(token.text, token)  # a word the claim has takes the claim's weight and place
-        report_places = report_places or _named(seen)
-        total += seen.weight
-        covered += seen.weight * max((v for w, v in similar.items() if w in by_text), default=0.0)
-    precision = covered / total if total else 0.0
-    elsewhere = bool(claim.places) and report_places and not any(best.get(word, 0.0) > 0 for word in claim.places)
-    off_topic = bool(claim.topics) and not any(best.get(word, 0.0) > 0 for word in claim.topics)
-    return _combine(claim, report, recall, evidence, precision, elsewhere, off_topic)
+    tokens = report.tokens
+    precision_covered = 0
+    for position, value in covering.items():
+        precision_covered += by_text.get(tokens[position].text, tokens[position]).tenths * value
+    precision_total, named = report.total, report.named
+    for token in claim.tokens:
+        shared = report.position.get(token.text)
+        if shared is not None:
+            precision_total += token.tenths - tokens[shared].tenths
+            named += _named(token) - _named(tokens[shared])
+    elsewhere = bool(claim.places) and named > 0 and not any(best.get(word, 0) > 0 for word in claim.places)
+    off_topic = bool(claim.topics) and not any(best.get(word, 0) > 0 for word in claim.topics)
+    return _combine(claim, report, evidence, precision_covered, precision_total, elsewhere, off_topic)
 
 
 _ID_AND_CLAIM = itemgetter("id", "claim")
@@ -780,14 +792,13 @@ class Matcher:
         candidates = list(map(_ID_AND_CLAIM, rumours))
         index = _index(tuple(map(_CLAIM, candidates)))
         report = _report(text)
-        best: dict[str, float] = {}
-        near: list[dict[str, float]] = []
-        for token in report.tokens:
-            similar = index.similar(token.text)
-            near.append(similar)
-            for word, value in similar.items():
-                if value > best.get(word, 0.0):
-                    best[word] = value
+        best: dict[str, int] = {}
+        hits: dict[str, list[tuple[int, int]]] = {}
+        for position, token in enumerate(report.tokens):
+            for word, credit in index.similar(token.text).items():
+                hits.setdefault(word, []).append((position, credit))
+                if credit > best.get(word, 0):
+                    best[word] = credit
         related: set[int] = set()
         for word in best:
             related |= index.holders.get(word, frozenset())
@@ -795,11 +806,12 @@ class Matcher:
         for position in related:
             rumour_id, claim = candidates[position]
             analysed = index.claims[claim]
-            bonus = max((best.get(word, 0.0) for word in index.distinctive.get(claim, ())), default=0.0)
+            bonus = max((best.get(word, 0) for word in index.distinctive.get(claim, ())), default=0) / 10
+            evidence = _evidence(analysed, best)
             # Rounding to 3 decimals can lift a value by 0.0005 at most: a bound 0.001 under the threshold is safe.
-            if _upper_bound(analysed, report, best) + UNIQUE_BONUS * bonus < self.threshold - 0.001:
+            if _upper_bound(analysed, report, best, evidence) + UNIQUE_BONUS * bonus < self.threshold - 0.001:
                 continue
-            value = _indexed_score(analysed, report, best, near)
+            value = _indexed_score(analysed, report, best, hits, evidence)
             if value <= 0:
                 continue
             scored.append((round(min(1.0, value + UNIQUE_BONUS * bonus), 3), str(rumour_id)))
