@@ -11,10 +11,12 @@ Cost: one report scored against 500 known rumours (the 50 claims, each at ten pl
 analysed and indexed once (as on a server, where an event's rumours change far less often than reports arrive) and
 nothing of the report cached: p50 and p99 over every report of the set, three times, back to back, as wall time
 (what a caller waits, including time the scheduler gives other processes on this shared machine) and as the
-scoring thread's CPU time (what the scoring itself costs). `match_reindex_ms_500_rumours` is the cost of the
-first report after one of the 500 rumours changes (its claim analysed, the event's index rebuilt). Memory: the matcher's resident size with its caches
-full, measured in a fresh interpreter as the RSS growth from before importing the matcher to after scoring every
-report against the 500 rumours.
+scoring thread's CPU time (what the scoring itself costs). `match_ms_p99_500_rumours_best_of_3` is the p99 over
+reports of each report's best wall time of its three runs (as `timeit` advises: the scheduler only ever adds
+time); `match_ms_p99_500_rumours` pools every run, as before. `match_reindex_ms_500_rumours` is the cost of the
+first report after one of the 500 rumours changes (its claim analysed, the event's index rebuilt). Memory: the
+matcher's resident size with its caches full, measured in a fresh interpreter as the RSS growth from before
+importing the matcher to after scoring every report against the 500 rumours.
 """
 
 from __future__ import annotations
@@ -59,15 +61,18 @@ def five_hundred(data: dict[str, Any]) -> list[dict[str, str]]:
             for i in range(500)]
 
 
-def timings(data: dict[str, Any]) -> tuple[list[float], list[float]]:
-    """(wall ms, CPU ms of the scoring thread) per report. The rumours' analysis and index stay warm, as on a
-    server (`_claim`, `_index`); every cache that holds anything of a report is emptied before it is scored."""
+def timings(data: dict[str, Any]) -> tuple[list[float], list[float], list[float]]:
+    """(wall ms of every run, CPU ms of the scoring thread for every run, each report's best wall ms of its three
+    runs). The rumours' analysis and index stay warm, as on a server (`_claim`, `_index`); every cache that holds
+    anything of a report is emptied before each run."""
     rumours = five_hundred(data)
     matcher = Matcher()
     matcher.matches("warm up the rumours' words", rumours)
-    wall, cpu = [], []
+    wall: list[float] = []
+    cpu: list[float] = []
+    best: dict[int, float] = {}
     for _ in range(3):
-        for report in data["reports"]:
+        for i, report in enumerate(data["reports"]):
             matching.score.cache_clear()
             matching._similarity.cache_clear()
             matching._tokens.cache_clear()
@@ -76,7 +81,8 @@ def timings(data: dict[str, Any]) -> tuple[list[float], list[float]]:
             matcher.matches(report["text"], rumours)
             wall.append((time.perf_counter() - started) * 1000)
             cpu.append((time.thread_time() - started_cpu) * 1000)
-    return wall, cpu
+            best[i] = min(best.get(i, wall[-1]), wall[-1])
+    return wall, cpu, list(best.values())
 
 
 def reindex_ms(data: dict[str, Any]) -> float:
@@ -116,7 +122,7 @@ def run() -> dict[str, Any]:
     matcher = Matcher()
     test, train = quality(data, "test", matcher), quality(data, "train", matcher)
     pairs = evaluate(data["pairs"], matcher)
-    wall, cpu = timings(data)
+    wall, cpu, best = timings(data)
     rss = subprocess.run([sys.executable, "-c", RSS_PROBE, str(DATA)], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     return {
@@ -131,6 +137,7 @@ def run() -> dict[str, Any]:
         "match_threshold": matcher.threshold,
         "match_ms_p50_500_rumours": round(median(wall), 2),
         "match_ms_p99_500_rumours": round(percentile(wall, 99), 2),
+        "match_ms_p99_500_rumours_best_of_3": round(percentile(best, 99), 2),
         "match_cpu_ms_p50_500_rumours": round(median(cpu), 2),
         "match_cpu_ms_p99_500_rumours": round(percentile(cpu, 99), 2),
         "match_reindex_ms_500_rumours": round(reindex_ms(data), 2),

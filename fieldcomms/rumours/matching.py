@@ -677,13 +677,22 @@ class _Index:
         # out: a report sharing only those with a claim is off topic and scores below any threshold.
         # Held as positions in `claims`, so that a report costs only what its related rumours do.
         holders: dict[str, set[int]] = {}
+        # Every word with the claims that have it and its weight there (tenths), and the claims for which it is
+        # distinctive: a report's words add up each claim's covered weight and bonus without visiting the claim.
+        postings: dict[str, list[tuple[int, int]]] = {}
+        distinct: dict[str, list[int]] = {}
         words: set[str] = set()
         for position, text in enumerate(claims):
             for token in self.claims[text].tokens:
                 words.add(token.text)
+                postings.setdefault(token.text, []).append((position, token.tenths))
                 if token.weight > GENERIC_WEIGHT:
                     holders.setdefault(token.text, set()).add(position)
+            for word in self.distinctive[text]:
+                distinct.setdefault(word, []).append(position)
         self.holders = {word: frozenset(found) for word, found in holders.items()}
+        self.postings = postings
+        self.distinct = distinct
         self.words = frozenset(words)
         self.negatives = frozenset(words & _NEGATIVE)
         self.long_words = sorted(w for w in words if len(w) >= 5)
@@ -714,12 +723,7 @@ def _index(claims: tuple[str, ...]) -> _Index:
     return _Index(claims)
 
 
-def _evidence(claim: _Claim, best: Mapping[str, int]) -> int:
-    """The claim's weight the report covers, in hundredths (`_covered(claim, report)`'s first half)."""
-    return sum(tenths * best.get(text, 0) for text, tenths in claim.tenths)
-
-
-def _upper_bound(claim: _Claim, report: _Report, best: Mapping[str, int], evidence: int) -> float:
+def _upper_bound(claim: _Claim, report: _Report, evidence: int, topical: bool) -> float:
     """A bound `score(report, claim)` cannot exceed, from the claim's side alone: the precision it would reach if
     every report word were in the claim. Most rumours an index look-up finds share only a place with the report
     ("fargate" is in every rumour about Fargate), and this sets them aside without the report-side sums."""
@@ -728,7 +732,7 @@ def _upper_bound(claim: _Claim, report: _Report, best: Mapping[str, int], eviden
     recall = evidence / (10 * claim.total)
     beta2 = BETA * BETA
     value = (1 + beta2) * recall / (beta2 + recall)
-    if claim.topics and not any(best.get(word, 0) > 0 for word in claim.topics):
+    if claim.topics and not topical:
         value *= OFF_TOPIC_FACTOR
     if claim.negative != report.negative:
         value *= POLARITY_FACTOR
@@ -800,16 +804,27 @@ class Matcher:
                 if credit > best.get(word, 0):
                     best[word] = credit
         related: set[int] = set()
-        for word in best:
+        evidences: dict[int, int] = {}  # position -> the claim's covered weight, hundredths (`_covered`'s first)
+        topical: set[int] = set()  # positions whose claim has a topic word the report covers
+        bonuses: dict[int, int] = {}  # position -> best credit of a word distinctive to its claim, tenths
+        for word, credit in best.items():
             related |= index.holders.get(word, frozenset())
+            for position, tenths in index.postings.get(word, ()):
+                evidences[position] = evidences.get(position, 0) + tenths * credit
+                if tenths == 10:
+                    topical.add(position)
+            for position in index.distinct.get(word, ()):
+                if credit > bonuses.get(position, 0):
+                    bonuses[position] = credit
         scored = []
         for position in related:
             rumour_id, claim = candidates[position]
             analysed = index.claims[claim]
-            bonus = max((best.get(word, 0) for word in index.distinctive.get(claim, ())), default=0) / 10
-            evidence = _evidence(analysed, best)
+            bonus = bonuses.get(position, 0) / 10
+            evidence = evidences.get(position, 0)
             # Rounding to 3 decimals can lift a value by 0.0005 at most: a bound 0.001 under the threshold is safe.
-            if _upper_bound(analysed, report, best, evidence) + UNIQUE_BONUS * bonus < self.threshold - 0.001:
+            if _upper_bound(analysed, report, evidence, position in topical) + UNIQUE_BONUS * bonus \
+                    < self.threshold - 0.001:
                 continue
             value = _indexed_score(analysed, report, best, hits, evidence)
             if value <= 0:
