@@ -201,6 +201,13 @@ def _event(name: str) -> list[dict[str, Any]]:
     ("concert", "security are taking people's handbags off them", "c05"),
     # "The ground" is wherever the match is; Hillsborough is not somewhere else.
     ("football", "someone got knifed near hillsborough", "f06"),
+    # The words a crowd uses (UK police sprays, slang for stabbing, arrest, fake tickets, toilets).
+    ("march", "PAVA spray used on people by the city hall", "m03"),
+    ("march", "students being carted off by the cops at the uni", "m09"),
+    ("football", "someone got shanked near the ground", "f06"),
+    ("concert", "loads of knockoff tickets going round", "c04"),
+    ("concert", "portaloos all shut at the arena", "c07"),
+    ("fire", "suspicious package found on fargate before the fire", "x01"),
     # Misspelt synonyms: one slip from one thesaurus word, or the same sound.
     ("march", "marksmin on the rooftops", "m01"),
     ("march", "students getting detianed by the uni", "m09"),
