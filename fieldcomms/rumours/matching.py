@@ -80,12 +80,12 @@ _STOPWORDS = frozenset(
     """.split()
 )
 
-# Multi-word slang and paraphrase first, so that its words do not also count one by one ("old bill" is not about
-# bills, "on top of the buildings" is a roof). Each names one idea of the public-order thesaurus below.
 # Who is held in or let out: "us", "everyone", "the away fans", "the whole crowd".
 _WHO = (r"(?:(?:us|them|you|everyone|everybody|anyone|anybody|people|nobody|no one|fans|supporters|"
         r"(?:the |all the |all )(?:\w+ )?(?:fans|supporters|crowd|end|lot|marchers|protesters|people|kids))\s)?")
 
+# Multi-word slang and paraphrase first, so that its words do not also count one by one ("old bill" is not about
+# bills, "on top of the buildings" is a roof). Each names one idea of the public-order thesaurus below.
 _PHRASES: tuple[tuple[str, str], ...] = (
     (r"\bold bill\b", "police"),
     (r"\b(?:tear|cs|pepper) ?(?:gas(?:s?ed|s?ing)?|spray(?:ed|ing)?)\b", "teargas"),
@@ -178,7 +178,8 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     (r"\b(?:carted|dragged|bundled) (?:off|away)(?: in(?:to)? (?:a |the )?(?:van|meat wagon))?\b", "arrest"),
     (r"\b(?:everyone|everybody|people|all) out of\b", "evacuate"),
     (r"\bset (?:the )?dogs on\b", "dog attack"),
-    # "The band comes on late", "main act going on at ten": on stage, that is starting.
+    # "The band comes on late", "main act coming on at ten": on stage, that is starting. (Not "going on", which
+    # mostly asks what is happening.)
     (r"\b(?:coming|come|comes) on(?: stage)?(?= (?:really |very |so |well )?"
      r"(?:late|early|at|till|until|soon|now|after|before)\b|\W*$)", "start"),
     (r"\bon stage\b", "play"),
@@ -364,9 +365,9 @@ _CANON = _build_canon()
 
 
 def _sound(word: str) -> str:
-    """How a word sounds, roughly: the slips people make typing fast ("snipper", "polise", "marksmun" are not
-    caught here, "sniper", "tear gass", "nicked"/"niked", "photo"/"foto" are): doubled letters once, ph as f, ck
-    and c before a hard vowel as k, z as s."""
+    """How a word sounds, roughly, so that slips that keep the sound meet the thesaurus word: doubled letters
+    once ("snipper" is "sniper"), ph as f ("foto" is "photo"), ck and a hard c as k ("niked" is "nicked", "kops"
+    is "cops"), z as s."""
     word = word.replace("ph", "f").replace("ck", "k").replace("z", "s")
     word = re.sub(r"c(?=[aou]|$)", "k", word)
     return re.sub(r"(.)\1+", r"\1", word)

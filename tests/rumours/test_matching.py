@@ -146,6 +146,14 @@ def test_the_indexed_matcher_is_exact_against_500_rumours() -> None:
             report["text"], FIVE_HUNDRED), report["text"]
 
 
+def test_weights_and_credits_are_whole_tenths() -> None:
+    # The scores are summed in whole tenths and hundredths so that the indexed matcher, which adds the same terms
+    # in another order, gets exactly what `score` gets. A weight or credit off the grid would break that.
+    for value in (matching.GENERIC_WEIGHT, matching.PLACE_WEIGHT, 1.0, matching.FUZZY_CREDIT,
+                  matching.PREFIX_CREDIT, matching.NEG_CREDIT, matching.RELATED_CREDIT, matching.EVIDENCE_FULL):
+        assert round(value * 10) / 10 == value, value
+
+
 def test_a_changed_rumour_is_matched_by_its_new_claim() -> None:
     # The index is cached per set of claims: an edited claim must be seen at once, not the old words.
     matcher = Matcher()
