@@ -1,8 +1,8 @@
 """Match a report from the public against the known rumours of its event.
 
 A report repeats a rumour when it carries the rumour's *distinctive* words: "flares" for "Protesters are planning
-to set off flares on Fargate", not just "Fargate". The score is a weighted F-measure (beta 1.5, so covering the
-claim matters more than adding chatter) of word overlap between report and claim, after normalising both so that
+to set off flares on Fargate", not just "Fargate". The score is a weighted F-measure (`BETA`, now 1: covering the
+claim and not adding chatter count alike) of word overlap between report and claim, after normalising both so that
 case, punctuation, word order, plurals, small typos, common slang and filler do not matter. Weights say how much
 a shared word tells about a shared claim:
 
