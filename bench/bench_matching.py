@@ -8,10 +8,15 @@ precision = right predictions / predictions, recall = right predictions / report
 pairwise set (`pairs`: report, claim, same or not) is scored too, as a regression check.
 
 Cost: one report scored against 500 known rumours (the 50 claims, each at ten places), with the rumours' words
-analysed once (as on a server, where an event's rumours change far less often than reports arrive) and nothing of
-the report cached: p50 and p99 over every report of the set. Memory: the matcher's resident size with its caches
-full, measured in a fresh interpreter as the RSS growth from before importing the matcher to after scoring every
-report against the 500 rumours.
+analysed and indexed once (as on a server, where an event's rumours change far less often than reports arrive) and
+nothing of the report cached: p50 and p99 over every report of the set, three times, back to back, as wall time
+(what a caller waits, including time the scheduler gives other processes on this shared machine) and as the
+scoring thread's CPU time (what the scoring itself costs). `match_ms_p99_500_rumours_best_of_3` is the p99 over
+reports of each report's best wall time of its three runs (as `timeit` advises: the scheduler only ever adds
+time); `match_ms_p99_500_rumours` pools every run, as before. `match_reindex_ms_500_rumours` is the cost of the
+first report after one of the 500 rumours changes (its claim analysed, the event's index rebuilt). Memory: the
+matcher's resident size with its caches full, measured in a fresh interpreter as the RSS growth from before
+importing the matcher to after scoring every report against the 500 rumours.
 """
 
 from __future__ import annotations
@@ -56,22 +61,43 @@ def five_hundred(data: dict[str, Any]) -> list[dict[str, str]]:
             for i in range(500)]
 
 
-def timings(data: dict[str, Any]) -> list[float]:
+def timings(data: dict[str, Any]) -> tuple[list[float], list[float], list[float]]:
+    """(wall ms of every run, CPU ms of the scoring thread for every run, each report's best wall ms of its three
+    runs). The rumours' analysis and index stay warm, as on a server (`_claim`, `_index`); every cache that holds
+    anything of a report is emptied before each run."""
     rumours = five_hundred(data)
     matcher = Matcher()
     matcher.matches("warm up the rumours' words", rumours)
-    samples = []
+    wall: list[float] = []
+    cpu: list[float] = []
+    best: dict[int, float] = {}
     for _ in range(3):
-        for report in data["reports"]:
+        for i, report in enumerate(data["reports"]):
             matching.score.cache_clear()
             matching._similarity.cache_clear()
             matching._tokens.cache_clear()
-            for r in rumours:  # the rumours' own analysis stays warm, as on a server
-                matching._tokens(r["claim"], True)
-            started = time.perf_counter()
+            matching._canonical.cache_clear()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             matcher.matches(report["text"], rumours)
-            samples.append((time.perf_counter() - started) * 1000)
-    return samples
+            wall.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.thread_time() - started_cpu) * 1000)
+            best[i] = min(best.get(i, wall[-1]), wall[-1])
+    return wall, cpu, list(best.values())
+
+
+def reindex_ms(data: dict[str, Any]) -> float:
+    """What one changed rumour costs among 500: its claim is analysed and the event's index rebuilt on the next
+    report (the other 499 claims' analyses are cached)."""
+    rumours = five_hundred(data)
+    matcher = Matcher()
+    matcher.matches("warm up", rumours)
+    samples = []
+    for i in range(20):
+        rumours[i] = {"id": rumours[i]["id"], "claim": f"{rumours[i]['claim']} (update {i})"}
+        started = time.perf_counter()
+        matcher.matches("snipers on the roof", rumours)
+        samples.append((time.perf_counter() - started) * 1000)
+    return median(samples)
 
 
 RSS_PROBE = """
@@ -96,7 +122,7 @@ def run() -> dict[str, Any]:
     matcher = Matcher()
     test, train = quality(data, "test", matcher), quality(data, "train", matcher)
     pairs = evaluate(data["pairs"], matcher)
-    samples = timings(data)
+    wall, cpu, best = timings(data)
     rss = subprocess.run([sys.executable, "-c", RSS_PROBE, str(DATA)], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     return {
@@ -109,8 +135,12 @@ def run() -> dict[str, Any]:
         "match_pairs_precision": pairs["precision"],
         "match_pairs_recall": pairs["recall"],
         "match_threshold": matcher.threshold,
-        "match_ms_p50_500_rumours": round(median(samples), 2),
-        "match_ms_p99_500_rumours": round(percentile(samples, 99), 2),
+        "match_ms_p50_500_rumours": round(median(wall), 2),
+        "match_ms_p99_500_rumours": round(percentile(wall, 99), 2),
+        "match_ms_p99_500_rumours_best_of_3": round(percentile(best, 99), 2),
+        "match_cpu_ms_p50_500_rumours": round(median(cpu), 2),
+        "match_cpu_ms_p99_500_rumours": round(percentile(cpu, 99), 2),
+        "match_reindex_ms_500_rumours": round(reindex_ms(data), 2),
         "matcher_rss_mb": round(float(rss.stdout.strip()), 1),
         "load_average": round(os.getloadavg()[0], 2),
     }

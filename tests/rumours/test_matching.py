@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fieldcomms.rumours import matching
 from fieldcomms.rumours.matching import DEFAULT_THRESHOLD, Matcher, evaluate, score
 
 PAIRS_PATH = Path(__file__).resolve().parents[2] / "bench" / "data" / "match_pairs.json"
@@ -78,12 +79,12 @@ def _report_quality(split: str) -> tuple[float, float]:
 
 
 def test_reports_written_as_people_write_find_their_rumour() -> None:
-    # Floors against regression, below the measured figures (bench/results.json has them: train 0.982 / 0.87,
-    # test 0.964 / 0.828). The issue's recall target of 0.9 on the test split is not reached yet.
+    # Floors against regression at the issue's targets (measured: train 0.989 / 0.969, test 1.0 / 0.906; the test
+    # split was only ever measured, never looked at for tuning).
     precision, recall = _report_quality("train")
-    assert precision >= 0.95 and recall >= 0.85, (precision, recall)
+    assert precision >= 0.95 and recall >= 0.95, (precision, recall)
     precision, recall = _report_quality("test")
-    assert precision >= 0.95 and recall >= 0.8, (precision, recall)
+    assert precision >= 0.95 and recall >= 0.9, (precision, recall)
 
 
 def test_the_word_index_finds_every_rumour_that_brute_force_scoring_would() -> None:
@@ -94,6 +95,78 @@ def test_the_word_index_finds_every_rumour_that_brute_force_scoring_would() -> N
         brute = {r["id"] for r in rumours if score(report["text"], r["claim"]) >= DEFAULT_THRESHOLD}
         assert brute <= found, report["text"]
         assert matcher.match_all([report["text"]], rumours) == [matcher.matches(report["text"], rumours)]
+
+
+def _brute_force(text: str, rumours: list[dict[str, Any]], threshold: float = DEFAULT_THRESHOLD) -> list[Any]:
+    """The matcher's definition, rumour by rumour and word by word, with no index: `score`, plus `UNIQUE_BONUS`
+    times the best similarity of a report word to a topic word that no other claim of the set has."""
+    topics = {r["claim"]: {t.text for t in matching._tokens(r["claim"], True) if t.weight == 1.0} for r in rumours}
+    report_words = [t.text for t in matching._tokens(text.lower(), False)]
+    found = []
+    for rumour in rumours:
+        value = score(text, rumour["claim"])
+        if value <= 0:
+            continue
+        others = set().union(*(words for claim, words in topics.items() if claim != rumour["claim"]))
+        bonus = max((matching._similarity(word, r) for word in topics[rumour["claim"]] - others
+                     for r in report_words), default=0.0)
+        value = round(min(1.0, value + matching.UNIQUE_BONUS * bonus), 3)
+        if value >= threshold:
+            found.append({"rumour_id": rumour["id"], "score": value})
+    return sorted(found, key=lambda m: (-m["score"], m["rumour_id"]))
+
+
+FIVE_HUNDRED = [{"id": f"r{i:03}", "claim": f"{RUMOUR_SET[i % 50]['claim']} near {place}"}
+                for i, place in enumerate(["Fargate", "the Moor", "West Street", "Division Street", "Barkers Pool",
+                                           "the station", "Hillsborough", "the Wicker", "Kelham Island",
+                                           "the Peace Gardens"] * 50)]
+
+
+@pytest.mark.parametrize("threshold", [DEFAULT_THRESHOLD, 0.1])
+def test_the_indexed_matcher_gives_exactly_what_scoring_every_rumour_gives(threshold: float) -> None:
+    # The index (`_Index`), the bound that sets rumours aside and the look-up scoring must change no result: every
+    # report and pair of the labelled set, against its event's rumours and against all 50, gets the same
+    # matches with the same scores as brute force, at the default threshold and at a far lower one. (Below about
+    # 0.05 they part: a rumour sharing only generic words, "city", scores a few thousandths by brute force and is
+    # never looked at through the index.)
+    matcher = Matcher(threshold)
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for rumour in RUMOUR_SET:
+        by_event.setdefault(rumour["event"], []).append(rumour)
+    texts = [(r["text"], by_event[r["event"]]) for r in REPORTS] + [(p["report"], RUMOUR_SET) for p in PAIRS]
+    for text, rumours in texts:
+        for candidates in (rumours, RUMOUR_SET):
+            assert matcher.matches(text, candidates, limit=1000) == _brute_force(text, candidates, threshold), text
+
+
+def test_the_indexed_matcher_is_exact_against_500_rumours() -> None:
+    matcher = Matcher()
+    for report in REPORTS[::4]:
+        assert matcher.matches(report["text"], FIVE_HUNDRED, limit=1000) == _brute_force(
+            report["text"], FIVE_HUNDRED), report["text"]
+
+
+def test_weights_and_credits_are_whole_tenths() -> None:
+    # The scores are summed in whole tenths and hundredths so that the indexed matcher, which adds the same terms
+    # in another order, gets exactly what `score` gets. A weight or credit off the grid would break that.
+    for value in (matching.GENERIC_WEIGHT, matching.PLACE_WEIGHT, 1.0, matching.FUZZY_CREDIT,
+                  matching.PREFIX_CREDIT, matching.NEG_CREDIT, matching.RELATED_CREDIT, matching.EVIDENCE_FULL):
+        assert round(value * 10) / 10 == value, value
+
+
+def test_a_changed_rumour_is_matched_by_its_new_claim() -> None:
+    # The index is cached per set of claims: an edited claim must be seen at once, not the old words.
+    matcher = Matcher()
+    rumours = [dict(r) for r in RUMOUR_SET if r["event"] == "march"]
+    assert [m["rumour_id"] for m in matcher.matches("snipers on the roof", rumours, limit=1)] == ["m01"]
+    rumours[0] = {"id": "m01", "claim": "The tram stop on Fargate is closed"}
+    assert "m01" not in [m["rumour_id"] for m in matcher.matches("snipers on the roof", rumours)]
+    assert [m["rumour_id"] for m in matcher.matches("no trams at the fargate stop", rumours, limit=1)] == ["m01"]
+    # Two rumours with the same claim (logged twice) are both found, as brute force finds them.
+    twice = [*rumours, {"id": "m01-again", "claim": "The tram stop on Fargate is closed"}]
+    found = matcher.matches("no trams at the fargate stop", twice, limit=10)
+    assert found == _brute_force("no trams at the fargate stop", twice)
+    assert [m["rumour_id"] for m in found][:2] == ["m01", "m01-again"]
 
 
 @pytest.mark.parametrize(("report", "rumour_id"), [
@@ -111,6 +184,67 @@ def test_the_issue_paraphrases(report: str, rumour_id: str | None) -> None:
     found = Matcher().matches(report, rumours, limit=1)
     assert (found[0]["rumour_id"] if found else None) == rumour_id
     assert all(0.0 <= m["score"] <= 1.0 for m in found)
+
+
+def _event(name: str) -> list[dict[str, Any]]:
+    return [r for r in RUMOUR_SET if r["event"] == name]
+
+
+@pytest.mark.parametrize(("event", "report", "rumour_id"), [
+    # The issue's own examples, against every rumour of the march (eleven of them), not just three.
+    ("march", "Guys with rifles on top of the buildings by Barker's Pool", "m01"),
+    ("march", "they're trapping everyone inside, nobody can leave", "m02"),
+    ("march", "police gassed people by the City Hall", "m03"),
+    ("march", "snipper on roof", "m01"),
+    ("march", "my little girl is lost near the city hall", None),
+    ("march", "where can I charge my phone?", None),
+    # Being held in, however it is said: the negation belongs to the idea and is no contradiction.
+    ("march", "cops not letting anyone out of the square", "m02"),
+    ("march", "all the exits are blocked, we can't get out", "m02"),
+    ("football", "they're keeping the away fans in after the game", "f01"),
+    # Paraphrase through the thesaurus and its related ideas.
+    ("flood", "boil water notice for the whole city", "w03"),
+    ("flood", "the dam wall at ulley has given way", "w01"),
+    ("march", "EDL heading here to kick off with the marchers", "m10"),
+    ("concert", "security are taking people's handbags off them", "c05"),
+    # "The ground" is wherever the match is; Hillsborough is not somewhere else.
+    ("football", "someone got knifed near hillsborough", "f06"),
+    # The words a crowd uses (UK police sprays, slang for stabbing, arrest, fake tickets, toilets).
+    ("march", "PAVA spray used on people by the city hall", "m03"),
+    ("march", "students being carted off by the cops at the uni", "m09"),
+    ("football", "someone got shanked near the ground", "f06"),
+    ("concert", "loads of knockoff tickets going round", "c04"),
+    ("concert", "portaloos all shut at the arena", "c07"),
+    ("fire", "suspicious package found on fargate before the fire", "x01"),
+    # Misspelt synonyms: one slip from one thesaurus word, or the same sound.
+    ("march", "marksmin on the rooftops", "m01"),
+    ("march", "students getting detianed by the uni", "m09"),
+    ("march", "polise fotographing everyone for a databse", "m05"),
+    # Something else said with the same words.
+    ("concert", "is the car park open late", None),
+    ("football", "thank you officers, great job today", None),
+])
+def test_paraphrase_slang_and_misspelling(event: str, report: str, rumour_id: str | None) -> None:
+    found = Matcher().matches(report, _event(event), limit=1)
+    assert (found[0]["rumour_id"] if found else None) == rumour_id, found
+    assert all(0.0 <= m["score"] <= 1.0 for m in found)
+
+
+@pytest.mark.parametrize(("word", "idea"), [
+    ("snipper", "sniper"), ("marksmin", "sniper"), ("detianed", "arrest"), ("kettel", "kettle"),
+    ("foto", "photograph"), ("contianed", "kettle"), ("confiscted", "confiscate"), ("evacuted", "evacuate"),
+    # Real words one letter from a thesaurus word are left alone.
+    ("closer", "closer"), ("lifter", "lifter"), ("planned", "plan"),
+])
+def test_misspelt_words_find_their_thesaurus_entry(word: str, idea: str) -> None:
+    assert matching._canonical(word) == idea
+
+
+def test_the_same_thing_at_another_named_place_is_still_set_apart() -> None:
+    # The vague-place rule must not undo the "elsewhere" rule where both sides name their place.
+    assert score("police dogs loose at the Winter Garden", "Police dogs have been set on the crowd at the Peace "
+                 "Gardens") < DEFAULT_THRESHOLD
+    assert score("flares being let off on the Moor", FLARES) < score("flares being let off on Fargate", FLARES) / 1.5
 
 
 def test_evaluate_counts() -> None:
