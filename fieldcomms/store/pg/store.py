@@ -24,13 +24,14 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg import AsyncConnection, IsolationLevel
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ...errors import BackendLacks, DatabaseUnavailable, StorageError, StoreUnavailable, WriteConflict
 from ..memory import Change, Doc, MemoryView
 from ..protocol import WRITES_DONE
 from .chainhash import GENESIS, canonical, chain_hash
+from .load import load_state
 from .migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ CHANNEL = "fc_changes"
 BATCH_MAX = 500
 PULL_MAX = 5000
 POLL_S = 1.0  # a missed NOTIFY (a dropped LISTEN connection) costs at most this long
-LOAD_BATCH = 20_000
 COALESCE_S = 0.02  # under load, another worker's changes are pulled at most this often (one query for several)
 CONNECT_TIMEOUT_S = 3
 DOWN = (psycopg.OperationalError, PoolTimeout)  # the database cannot be reached (or went away mid-way)
@@ -162,22 +162,8 @@ class PgStore(MemoryView):
         self._loading = True
         self._hooks_by_coll.clear()
         try:
-            async with await self._connect() as conn:
-                await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
-                await conn.set_read_only(True)
-                async with conn.transaction():
-                    row = await (await conn.execute("SELECT seq, hash FROM fc_counter WHERE id = 1")).fetchone()
-                    assert row is not None
-                    seq = int(row[0])
-                    head = bytes(row[1])
-                    # Binary: bytea arrives as stored (text format would hex-encode it, and take twice as long:
-                    # 4.7 s against 2.1 s for 200,000 documents). Fetching in a thread beside the applying did
-                    # not help (measured: the two share the GIL).
-                    async with conn.cursor(name="fc_load", binary=True) as cur:
-                        cur.itersize = LOAD_BATCH
-                        await cur.execute("SELECT coll, doc FROM fc_state WHERE seq > 0 ORDER BY seq")
-                        async for coll, doc in cur:
-                            self._apply(coll, orjson.loads(doc), new=True)
+            seq, head = await asyncio.to_thread(load_state, self.url, self.apply_loaded,
+                                                connect_timeout=CONNECT_TIMEOUT_S)
             self.last_seq = self.committed_seq = seq
             self._head = (seq, head)
         finally:
