@@ -33,6 +33,7 @@ from ..protocol import WRITES_DONE
 from .chainhash import GENESIS, canonical, chain_hash
 from .load import load_state
 from .migrations import migrate
+from .prune import PRUNE_EVERY_S, prune_expired, stale_keys
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,12 @@ class PgStore(MemoryView):
         self.commits = 0
         self.commit_seconds = 0.0
         self.conflicts = 0
+        self._prune: Callable[[str, Doc], bool] | None = None
 
     def set_prune(self, prune: Callable[[str, Doc], bool]) -> None:
-        """Expired idempotency answers stay as rows here (a later purge may drop them); nothing to prune."""
+        """prune(coll, doc) -> True: an expired idempotency answer, deleted from the table and dropped from the
+        view every PRUNE_EVERY_S by every worker (see prune.py)."""
+        self._prune = prune
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -123,7 +127,8 @@ class PgStore(MemoryView):
         await self._pool.open()
         self.db_ok = True
         self.opened = True
-        self._tasks = [asyncio.create_task(coro) for coro in (self._committer(), self._follower(), self._listen())]
+        self._tasks = [asyncio.create_task(coro) for coro in (self._committer(), self._follower(), self._listen(),
+                                                                 self._pruner())]
         await self.catch_up()
 
     async def close(self, *, snapshot: bool = True) -> None:
@@ -271,6 +276,9 @@ class PgStore(MemoryView):
                     "FROM unnest(%s::text[], %s::text[]) AS k(c, i) ON CONFLICT DO NOTHING RETURNING coll, id",
                     ([c for c, _ in fresh], [i for _, i in fresh]))
                 claimed = {(c, i) for c, i in await cur.fetchall()}
+            # Expired idempotency answers count as absent, whichever version the writer saw (see prune.py).
+            stale = await stale_keys(conn, self, self._prune, [(c, d["id"], d.get("seq")) for w in batch
+                                                               for c, d in w.docs], current, claimed)
             touched: set[tuple[str, str]] = set()
             ok: list[_Write] = []
             conflicts: list[_Write] = []
@@ -281,6 +289,8 @@ class PgStore(MemoryView):
                     expect = d.get("seq")
                     if key in touched:
                         good = False  # an earlier write in this batch changed it: this one read an old version
+                    elif key in stale:
+                        pass
                     elif expect is None:
                         good = good and key in claimed
                     else:
@@ -367,6 +377,39 @@ class PgStore(MemoryView):
             raise DatabaseUnavailable() from None
         assert row is not None
         return float(row[0])
+
+    # ---- expired idempotency answers (prune.py) -----------------------------------------------------
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """A connection from the pool, for work beside the write path."""
+        if self._pool is None or not self.db_ok:
+            raise DatabaseUnavailable()
+        return self._pool.connection()
+
+    async def prune_expired(self) -> int:
+        """Delete the expired idempotency answers from the table and this worker's view now; rows deleted."""
+        return 0 if self._prune is None else await prune_expired(self, self._prune)
+
+    def drop_expired(self, prune: Callable[[str, Doc], bool], keys: list[tuple[str, str]]) -> None:
+        """Drop these documents from the view if they are still there and still expired."""
+        for coll, doc_id in keys:
+            doc = self.get(coll, doc_id)
+            if doc is None or not prune(coll, doc):
+                continue
+            self._table(coll).drop_ids([doc_id])
+            seq_log = self._logs.get((coll, doc.get("event") or ""))
+            if seq_log is not None:
+                seq_log.remove()  # its entry is stale now: the log compacts once most are
+
+    async def _pruner(self) -> None:
+        while True:
+            try:
+                await self.prune_expired()
+            except (*DOWN, DatabaseUnavailable):
+                pass  # the next round will do it
+            except Exception:
+                log.exception("pruning expired idempotency answers failed")
+            await asyncio.sleep(PRUNE_EVERY_S)
 
     # ---- following the changes table -----------------------------------------------------------
 
