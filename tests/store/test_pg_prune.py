@@ -16,6 +16,7 @@ from fieldcomms.config import Settings
 from fieldcomms.idempotency import COLL, Slot
 from fieldcomms.services import Services
 from fieldcomms.store.pg import PgStore
+from fieldcomms.store.pg.prune import IDLE_BUCKET_S, prune_idle_buckets
 
 CALLER = "usr_officer"
 
@@ -108,3 +109,16 @@ async def test_an_expired_row_a_view_no_longer_holds_can_be_taken(pair: tuple[Se
     assert status == 201 and body["id"] != "upd_old_old"
     stored = b.store.get(COLL, record_id("old"))
     assert stored is not None and stored["body"] == body
+
+
+async def test_idle_rate_buckets_are_deleted_and_busy_ones_kept(pair: tuple[Services, Services],
+                                                                pg_url: str) -> None:
+    a, _ = pair
+    assert isinstance(a.store, PgStore)
+    assert await a.store.take_token("auth:192.0.2.1", 1.0, 5) == 0.0
+    assert await a.store.take_token("auth:192.0.2.2", 1.0, 5) == 0.0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE fc_rate SET at = at - %s WHERE key = 'auth:192.0.2.1'", (IDLE_BUCKET_S + 60,))
+    assert await prune_idle_buckets(a.store) == 1
+    with psycopg.connect(pg_url) as conn:
+        assert [r[0] for r in conn.execute("SELECT key FROM fc_rate").fetchall()] == ["auth:192.0.2.2"]

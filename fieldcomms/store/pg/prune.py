@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 600.0  # the lifetime is a day or more: a few minutes late costs nothing
 PRUNED_COLLS = ("idempotency",)  # the only documents that expire (see Idempotency.expired)
+# A rate bucket untouched this long is full again (any configured limit refills within minutes), so its row is
+# the same as none: deleted, or every address that ever failed a token check would keep one.
+IDLE_BUCKET_S = 86_400.0
 
 Doc = dict[str, Any]
 Prune = Callable[[str, Doc], bool]
@@ -54,6 +57,14 @@ async def prune_expired(store: PgStore, prune: Prune) -> int:
     if deleted:
         log.info("pruned %d expired idempotency answers", deleted)
     return deleted
+
+
+async def prune_idle_buckets(store: PgStore) -> int:
+    """Delete the shared rate buckets (fc_rate) nobody used for IDLE_BUCKET_S; rows deleted."""
+    async with store.connection() as conn:
+        cur = await conn.execute("DELETE FROM fc_rate WHERE at < extract(epoch FROM clock_timestamp()) - %s",
+                                 (IDLE_BUCKET_S,))
+        return cur.rowcount
 
 
 async def stale_keys(conn: AsyncConnection[Any], store: PgStore, prune: Prune | None,

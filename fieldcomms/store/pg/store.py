@@ -33,7 +33,7 @@ from ..protocol import WRITES_DONE
 from .chainhash import GENESIS, canonical, chain_hash
 from .load import load_state
 from .migrations import migrate
-from .prune import PRUNE_EVERY_S, prune_expired, stale_keys
+from .prune import PRUNE_EVERY_S, prune_expired, prune_idle_buckets, stale_keys
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +405,7 @@ class PgStore(MemoryView):
         while True:
             try:
                 await self.prune_expired()
+                await prune_idle_buckets(self)
             except (*DOWN, DatabaseUnavailable):
                 pass  # the next round will do it
             except Exception:
