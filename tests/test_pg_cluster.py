@@ -446,6 +446,55 @@ async def test_failed_token_checks_on_two_workers_add_up(pg_url: str, tmp_path: 
                     assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
 
 
+async def test_two_workers_report_an_overdue_acknowledgement_once(pg_url: str, tmp_path: Path) -> None:
+    """Both workers run the escalation scheduler and reach the deadline together: one `alert-overdue` per
+    recipient reaches a control stream on either worker, and the worker that lost the race says nothing of it."""
+    control = user_add(pg_url, tmp_path, "control1", "control")
+    officers = [user_add(pg_url, tmp_path, f"pc{i}", "officer") for i in (1, 2)]
+    async with aiohttp.ClientSession() as session:
+        with workers() as started:
+            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
+            started += [a, b]
+            await a.ready(session)
+            await b.ready(session)
+            await make_event(session, a.base, control, b)
+            for officer, w in zip(officers, (a, b), strict=True):
+                async with session.post(f"{w.base}/api/v1/events/{TAG}/positions", headers=bearer(officer),
+                                        json={"lat": 53.38, "lon": -1.471}) as resp:
+                    assert resp.status == 204, await resp.text()
+            await asyncio.sleep(1.0)  # both positions on both workers (within a second, as promised)
+            async with session.post(f"{a.base}/api/v1/events/{TAG}/alerts", headers=bearer(control), json={
+                    "text": "Acknowledge please", "location": {"lat": 53.38, "lon": -1.471}, "radius_m": 100,
+                    "ack_within_s": 30}) as resp:  # the least the contract allows: this test waits it out
+                assert resp.status == 201, await resp.text()
+                alert = await resp.json()
+            assert sorted(r["callsign"] for r in alert["recipients"]) == ["pc1", "pc2"]
+
+            async def overdue_frames(w: Worker) -> list[str]:
+                callsigns: list[str] = []
+                async with session.get(f"{w.base}/api/v1/events/{TAG}/stream?since={alert['seq']}",
+                                       headers=bearer(control)) as resp:
+                    reader = SSEReader(resp.content)
+                    deadline = time.monotonic() + 45  # 30 s to the deadline, and time to see a second report
+                    while time.monotonic() < deadline:
+                        try:
+                            event = await reader.next(within=max(0.1, deadline - time.monotonic()))
+                        except TimeoutError:
+                            break
+                        if event is not None and event.type == "alert-overdue":
+                            callsigns += [o["callsign"] for o in event.json()["overdue"]]
+                return callsigns
+
+            on_a, on_b = await asyncio.gather(overdue_frames(a), overdue_frames(b))
+            assert sorted(on_a) == sorted(on_b) == ["pc1", "pc2"], (on_a, on_b)
+            async with session.get(f"{b.base}/api/v1/alerts/{alert['id']}", headers=bearer(control)) as resp:
+                stored = await resp.json()
+            assert all(r["overdue"] for r in stored["recipients"])
+    for w in (a, b):
+        out = w.output()
+        assert "Traceback" not in out and "cannot store overdue reports" not in out, out
+
+
 async def test_concurrent_writers_and_a_tailer_that_never_sees_a_seq_twice(pg_url: str, tmp_path: Path) -> None:
     """Writers on three workers; a tailer paging `since=` round-robin over them only ever moves forward and
     ends up with every acknowledged seq, each once, and no gap in what the workers hold."""

@@ -6,6 +6,12 @@ earliest deadline (or at most a minute, so a wall clock that jumps is caught up 
 then, and sleeps again. After a restart the book is rebuilt from the journal, so a deadline that passed while
 the server was down is reported as soon as the server is up. Marking the recipients in the stored alert is
 what makes the report happen once.
+
+With several workers on PostgreSQL every worker runs this scheduler, and at a deadline they all try to mark the
+same recipients. The marked alert carries the seq it was built from, so the store writes it only if the alert is
+still at that seq (compare-and-set): one worker's report is stored, the others' raise WriteConflict after their
+view has caught up, and their next pass finds the recipients marked already. One `alert-overdue` per recipient
+reaches the stream, whichever worker stored it. (A lost race is the expected outcome there: counted, not logged.)
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import StorageError
+from ..errors import StorageError, WriteConflict
 from ..model import now_str
 from .alertbook import ALERTS
 from .alerts import mark_overdue, overdue_now
@@ -34,6 +40,7 @@ class Escalation:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.reports = 0
+        self.lost_to_other_workers = 0
 
     def start(self) -> None:
         """Once the store is open and the stream's broker listens, so the reports of a restart reach it."""
@@ -75,6 +82,13 @@ class Escalation:
                 assert doc is not None
                 marked = mark_overdue(doc, late, now_str())
                 pending.append(self.ctx.store.append_nowait("alert-overdue", ALERTS, marked))
-        for durable in pending:
-            await durable
-            self.reports += 1
+        failure: BaseException | None = None
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(outcome, WriteConflict):
+                self.lost_to_other_workers += 1  # reported by another worker (or the alert moved on): re-read
+            elif isinstance(outcome, BaseException):
+                failure = failure or outcome
+            else:
+                self.reports += 1
+        if failure is not None:
+            raise failure

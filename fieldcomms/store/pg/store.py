@@ -104,6 +104,7 @@ class PgStore(MemoryView):
         self.commit_seconds = 0.0
         self.conflicts = 0
         self._prune: Callable[[str, Doc], bool] | None = None
+        self._refusing: set[asyncio.Task[None]] = set()
 
     def set_prune(self, prune: Callable[[str, Doc], bool]) -> None:
         """prune(coll, doc) -> True: an expired idempotency answer, deleted from the table and dropped from the
@@ -185,11 +186,7 @@ class PgStore(MemoryView):
 
         Raises WriteConflict (after catching up) if the item moved on or a key was taken meanwhile, and
         DatabaseUnavailable (503) while PostgreSQL cannot be reached."""
-        try:
-            await self.append_nowait(type, coll, doc, aux=aux)
-        except WriteConflict:
-            await self.catch_up()
-            raise
+        await self.append_nowait(type, coll, doc, aux=aux)  # a WriteConflict comes after catching up
         done = WRITES_DONE.get()
         if done is not None:
             done[0] += 1
@@ -243,9 +240,11 @@ class PgStore(MemoryView):
             return
         self.commits += 1
         self.commit_seconds += time.perf_counter() - started
-        for w in conflicts:
-            self.conflicts += 1
-            w.fut.set_exception(WriteConflict(f"{w.coll}/{w.doc['id']} changed on another worker"))
+        if conflicts:
+            self.conflicts += len(conflicts)
+            task = asyncio.get_running_loop().create_task(self._refuse_after_catching_up(conflicts))
+            self._refusing.add(task)
+            task.add_done_callback(self._refusing.discard)
         for seq, w in accepted:
             if seq <= self.last_seq:  # the follower got there first
                 w.fut.set_result(seq)
@@ -345,6 +344,17 @@ class PgStore(MemoryView):
             await conn.execute("UPDATE fc_counter SET hash = %s WHERE id = 1", (prev,))
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(seq)))
         return accepted, conflicts
+
+    async def _refuse_after_catching_up(self, conflicts: list[_Write]) -> None:
+        """WriteConflict for writes that lost a race, once the view holds what beat them (as the protocol says),
+        so a caller of append_nowait (the escalation scheduler) re-reads the newer version, not its own old one."""
+        try:
+            with contextlib.suppress(Exception):  # closing, or the database went away: refuse them all the same
+                await self.catch_up()
+        finally:
+            for w in conflicts:
+                if not w.fut.done():
+                    w.fut.set_exception(WriteConflict(f"{w.coll}/{w.doc['id']} changed on another worker"))
 
     async def _claim_unique(self, conn: AsyncConnection[Any], w: _Write) -> bool:
         """Take the write's unique keys (a callsign) for its item, or roll back to before trying."""
