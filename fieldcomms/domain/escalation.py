@@ -22,7 +22,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import StorageError, WriteConflict
+from ..errors import DatabaseUnavailable, StorageError, WriteConflict
 from ..model import now_str
 from .alertbook import ALERTS
 from .alerts import mark_overdue, overdue_now
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_SLEEP_S = 60.0
+RETRY_S = 2.0  # after a failed pass: the deadline is still past, and trying again at once would spin
 
 
 class Escalation:
@@ -59,12 +60,18 @@ class Escalation:
         assert self._wake is not None
         while True:
             self._wake.clear()
+            failed = False
             try:
                 await self.report_due(time.time())
-            except StorageError as exc:  # the store is closing or failed: nothing to do until it is back
+            except (StorageError, DatabaseUnavailable) as exc:
+                # The store is closing or failed, or PostgreSQL is away: the reports wait until it is back
+                # (the task must live on: it is the only one that will make them).
+                failed = True
                 log.warning("escalation: cannot store overdue reports: %s", exc)
             upcoming = self.ctx.alert_book.next_deadline()
             sleep = MAX_SLEEP_S if upcoming is None else min(MAX_SLEEP_S, max(0.0, upcoming - time.time()))
+            if failed:
+                sleep = max(sleep, RETRY_S)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(sleep):
                     await self._wake.wait()
@@ -72,6 +79,7 @@ class Escalation:
     async def report_due(self, now: float) -> None:
         """Mark and report every recipient whose acknowledgement is due by `now`, one change per alert."""
         pending = []
+        failure: BaseException | None = None
         for alert_id in self.ctx.alert_book.due(now):
             doc = self.ctx.store.get(ALERTS, alert_id)
             late = [] if doc is None else overdue_now(doc, now)
@@ -81,8 +89,11 @@ class Escalation:
                 # Applied at once (no await before it), so the book no longer holds these as due.
                 assert doc is not None
                 marked = mark_overdue(doc, late, now_str())
-                pending.append(self.ctx.store.append_nowait("alert-overdue", ALERTS, marked))
-        failure: BaseException | None = None
+                try:
+                    pending.append(self.ctx.store.append_nowait("alert-overdue", ALERTS, marked))
+                except (StorageError, DatabaseUnavailable) as exc:  # refused at once: the rest would be too
+                    failure = exc
+                    break
         for outcome in await asyncio.gather(*pending, return_exceptions=True):
             if isinstance(outcome, WriteConflict):
                 self.lost_to_other_workers += 1  # reported by another worker (or the alert moved on): re-read
