@@ -344,7 +344,9 @@ def run() -> dict[str, float]:
         figures = dict(orjson.loads(results.read_bytes()).get("cluster", {})) if results.exists() else {}
         for key in ("measured_at", "seconds"):
             figures.pop(key, None)
-    figures["load_average_1m_at_start"] = round(os.getloadavg()[0], 2)
+    # A partial run keeps the load averages of the full run beside its own (the other figures were taken then).
+    suffix = "_" + "_".join(only) if only else ""
+    figures[f"load_average_1m_at_start{suffix}"] = round(os.getloadavg()[0], 2)
     cluster = PrivateCluster()
     try:
         cluster.start()
@@ -357,5 +359,5 @@ def run() -> dict[str, float]:
                 print(f"   {figures}", flush=True)
     finally:
         cluster.destroy()
-    figures["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    figures[f"load_average_1m_at_end{suffix}"] = round(os.getloadavg()[0], 2)
     return figures
