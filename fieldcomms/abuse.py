@@ -1,7 +1,9 @@
 """Slowing token guessing: failed token checks are rate-limited per client address.
 
 A client address that spends its failure budget is refused with 429 before its token is even looked
-up, until the bucket refills; valid tokens from other addresses are unaffected.
+up, until the bucket refills; valid tokens from other addresses are unaffected. The budget is the
+deployment's (`DeploymentLimiter`: shared by every worker on PostgreSQL), so guesses spread over workers add
+up; each worker remembers the addresses it found out of budget, so a blocked guesser costs no database call.
 """
 
 from __future__ import annotations
@@ -12,17 +14,18 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .errors import TooManyRequests
-from .ratelimit import TokenBucketLimiter, client_address
+from .ratelimit import DeploymentLimiter, client_address
+from .store import StoreProtocol
 
 routes = web.RouteTableDef()
 OPENAPI: dict[str, object] = {}
 
 
 class AuthFailureLimiter:
-    def __init__(self, per_minute: float, trusted_proxies: list[str],
+    def __init__(self, store: StoreProtocol, per_minute: float, trusted_proxies: list[str],
                  clock: Callable[[], float] = time.monotonic) -> None:
         burst = max(1, int(per_minute))
-        self._bucket = TokenBucketLimiter(per_minute / 60.0, burst, clock)
+        self._bucket = DeploymentLimiter(store, "auth:", per_minute / 60.0, burst, clock)
         self._blocked_until: dict[str, float] = {}
         self._trusted = trusted_proxies
         self._clock = clock
@@ -39,9 +42,9 @@ class AuthFailureLimiter:
             raise TooManyRequests("Too many failed token checks from this address; wait and try again.", wait)
         del self._blocked_until[address]
 
-    def failed(self, request: web.Request) -> None:
+    async def failed(self, request: web.Request) -> None:
         address = client_address(request, self._trusted)
-        wait = self._bucket.take(address)
+        wait = await self._bucket.take(address, local_when_down=True)
         if wait > 0:
             if len(self._blocked_until) > 100_000:  # bounded memory under a flood of addresses
                 now = self._clock()

@@ -76,7 +76,7 @@ async def auth_middleware(
             # The limiter is asked only about tokens that failed: an address shared by many (venue Wi-Fi, a
             # carrier's NAT, a proxy) may be blocked for guessing, and a valid token behind it still works.
             ctx.auth_limiter.check(request)
-            ctx.auth_limiter.failed(request)
+            await ctx.auth_limiter.failed(request)
             raise Unauthorized("The token is unknown or has been revoked.")
     request[VIEWER] = viewer
     token_ctx = CALLER.set(viewer)

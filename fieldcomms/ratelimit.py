@@ -17,8 +17,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+from .errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from .store import StoreProtocol
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -89,6 +95,33 @@ class TokenBucketLimiter:
             if now - oldest.updated < self._refill_s and len(buckets) < self.max_keys:
                 break
             del buckets[key]
+
+
+class DeploymentLimiter:
+    """A token bucket per key for the whole deployment, not per process: kept in the store when several workers
+    share it (PostgreSQL: `StoreProtocol.take_token`, one bucket on the database's clock), else in this process
+    (the embedded store serves one process, so its `TokenBucketLimiter` is the deployment's).
+
+    `take(key)` answers as `TokenBucketLimiter.take`. While the database is unreachable it raises
+    DatabaseUnavailable (503), or with `local_when_down` falls back to this process's bucket: a limit on reads
+    (failed token checks) must not turn them into 503s when the writes are what the outage stops.
+    """
+
+    def __init__(self, store: StoreProtocol, prefix: str, rate_per_s: float, burst: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.local = TokenBucketLimiter(rate_per_s, burst, clock)
+        self._store = store
+        self._prefix = prefix
+        self._burst = burst
+
+    async def take(self, key: str, *, local_when_down: bool = False) -> float:
+        try:
+            wait = await self._store.take_token(self._prefix + key, self.local.rate, self._burst)
+        except DatabaseUnavailable:
+            if not local_when_down:
+                raise
+            wait = None
+        return self.local.take(key) if wait is None else wait
 
 
 def _networks(trusted: Iterable[str]) -> list[IPNetwork]:

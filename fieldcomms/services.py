@@ -41,7 +41,7 @@ from .mail import Outbox
 from .media import MediaStore
 from .photo_pool import PhotoWorkers
 from .push.service import PushService
-from .ratelimit import InFlight, TokenBucketLimiter
+from .ratelimit import DeploymentLimiter, InFlight, TokenBucketLimiter
 from .rumours.matching import DEFAULT_THRESHOLD, Matcher
 from .store import StoreProtocol, make_store
 from .visibility import Item, Viewer, view
@@ -86,7 +86,9 @@ class Services:
         self.matcher = Matcher(settings.match_threshold or DEFAULT_THRESHOLD)
         self.feed_cache = FeedCache()
         try:
-            self.report_limiter = TokenBucketLimiter(settings.report_rate_per_minute / 60.0, settings.report_burst)
+            # The deployment's (one bucket in PostgreSQL for every worker), as the failed-token limit below.
+            self.report_limiter = DeploymentLimiter(store, "report:", settings.report_rate_per_minute / 60.0,
+                                                    settings.report_burst)
             # An IPv6 /48 as a whole (a site: 65,536 /64s) may send WIDE_REPORTS times what one /64 may.
             self.report_wide_limiter = TokenBucketLimiter(
                 WIDE_REPORTS * settings.report_rate_per_minute / 60.0, WIDE_REPORTS * settings.report_burst)
@@ -95,7 +97,7 @@ class Services:
         self.report_backlog = ReportBacklog(store)  # unreviewed reports per event, capped
         # The public's updates per event and kind: public reads walk only those (issue 15 item 7).
         self.public_updates = PublicUpdates(store)
-        self.auth_limiter = AuthFailureLimiter(settings.auth_failures_per_minute, settings.trusted_proxies)
+        self.auth_limiter = AuthFailureLimiter(store, settings.auth_failures_per_minute, settings.trusted_proxies)
         self.broker = Broker(self)
         # Alerts that stay live on their area, escalation of unacknowledged ones, and Web Push to handsets.
         self.alert_book = AlertBook(store)
@@ -159,10 +161,7 @@ class Services:
 
     async def take_report_token(self, client: str) -> float:
         """The public-report limit, for the whole deployment (shared in PostgreSQL by every worker)."""
-        settings = self.settings
-        wait = await self.store.take_token("report:" + client, settings.report_rate_per_minute / 60.0,
-                                           settings.report_burst)
-        return self.report_limiter.take(client) if wait is None else wait
+        return await self.report_limiter.take(client)
 
     # ---- derived indexes ----------------------------------------------------------------------------------
 

@@ -31,20 +31,21 @@ async def test_failed_tokens_are_rate_limited_per_address(aiohttp_client, tmp_pa
     assert (await client.get("/api/v1/me", headers={**auth("fc_wrong"), **other})).status == 401
 
 
-async def test_limiter_refills_with_time():
+async def test_limiter_refills_with_time(tmp_path: Path):
     from fieldcomms.abuse import AuthFailureLimiter
     from fieldcomms.errors import TooManyRequests
+    from fieldcomms.store import Store
 
     class Req:
         remote = "192.0.2.1"
         headers: dict[str, str] = {}
 
     now = [0.0]
-    limiter = AuthFailureLimiter(60, [], clock=lambda: now[0])  # one a second, burst 60
+    limiter = AuthFailureLimiter(Store(tmp_path), 60, [], clock=lambda: now[0])  # one a second, burst 60
     for _ in range(60):
         limiter.check(Req())  # type: ignore[arg-type]
-        limiter.failed(Req())  # type: ignore[arg-type]
-    limiter.failed(Req())  # type: ignore[arg-type]
+        await limiter.failed(Req())  # type: ignore[arg-type]
+    await limiter.failed(Req())  # type: ignore[arg-type]
     try:
         limiter.check(Req())  # type: ignore[arg-type]
         raise AssertionError("expected 429")

@@ -50,7 +50,8 @@ def user_add(url: str, cwd: Path, callsign: str, role: str) -> str:
 class Worker:
     """One `fieldcomms serve --database-url` process; output in files (a full pipe would block it)."""
 
-    def __init__(self, url: str, tmp: Path, *extra: str, port: int | None = None) -> None:
+    def __init__(self, url: str, tmp: Path, *extra: str, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         n = len(list(tmp.glob("w*.out")))
@@ -59,7 +60,8 @@ class Worker:
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "fieldcomms", "serve", "--database-url", url, "--port", str(self.port),
-                 "--data-dir", str(data), *extra], env=environment(), stdout=out, stderr=err, cwd=tmp)
+                 "--data-dir", str(data), *extra], env={**environment(), **(env or {})}, stdout=out, stderr=err,
+                cwd=tmp)
 
     def output(self) -> str:
         return self.out.read_text() + self.err.read_text()
@@ -417,6 +419,80 @@ async def test_the_report_limit_holds_for_the_deployment_not_per_worker(pg_url: 
                     if resp.status == 429:
                         assert int(resp.headers["Retry-After"]) >= 1
             assert statuses == [202] * 5 + [429] * 3, statuses
+
+
+async def test_failed_token_checks_on_two_workers_add_up(pg_url: str, tmp_path: Path) -> None:
+    """The failed-token budget is the deployment's: guesses spread over two workers spend one bucket (a budget
+    per process would let each worker take the whole budget), and a valid token is never refused by it."""
+    officer = user_add(pg_url, tmp_path, "officer1", "officer")
+    slow = {"FIELDCOMMS_AUTH_FAILURES_PER_MINUTE": "4"}  # a burst of 4, then one every 15 s
+    async with aiohttp.ClientSession() as session:
+        with workers() as started:
+            a, b = Worker(pg_url, tmp_path, env=slow), Worker(pg_url, tmp_path, env=slow)
+            started += [a, b]
+            await a.ready(session)
+            await b.ready(session)
+            statuses = []
+            for n in range(8):
+                async with session.get(f"{(a, b)[n % 2].base}/api/v1/me", headers=bearer(f"fc_guess{n}")) as resp:
+                    statuses.append(resp.status)
+            # 4 from the shared budget; then each worker's first failure finds it empty (and blocks the address
+            # there), and the next ones are refused. Per worker, all 8 would have been 401.
+            assert statuses == [401] * 6 + [429] * 2, statuses
+            for w in (a, b):
+                async with session.get(f"{w.base}/api/v1/me", headers=bearer(officer)) as resp:
+                    assert resp.status == 200, await resp.text()
+                async with session.get(f"{w.base}/api/v1/me", headers=bearer("fc_guess_again")) as resp:
+                    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_two_workers_report_an_overdue_acknowledgement_once(pg_url: str, tmp_path: Path) -> None:
+    """Both workers run the escalation scheduler and reach the deadline together: one `alert-overdue` per
+    recipient reaches a control stream on either worker, and the worker that lost the race says nothing of it."""
+    control = user_add(pg_url, tmp_path, "control1", "control")
+    officers = [user_add(pg_url, tmp_path, f"pc{i}", "officer") for i in (1, 2)]
+    async with aiohttp.ClientSession() as session:
+        with workers() as started:
+            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
+            started += [a, b]
+            await a.ready(session)
+            await b.ready(session)
+            await make_event(session, a.base, control, b)
+            for officer, w in zip(officers, (a, b), strict=True):
+                async with session.post(f"{w.base}/api/v1/events/{TAG}/positions", headers=bearer(officer),
+                                        json={"lat": 53.38, "lon": -1.471}) as resp:
+                    assert resp.status == 204, await resp.text()
+            await asyncio.sleep(1.0)  # both positions on both workers (within a second, as promised)
+            async with session.post(f"{a.base}/api/v1/events/{TAG}/alerts", headers=bearer(control), json={
+                    "text": "Acknowledge please", "location": {"lat": 53.38, "lon": -1.471}, "radius_m": 100,
+                    "ack_within_s": 30}) as resp:  # the least the contract allows: this test waits it out
+                assert resp.status == 201, await resp.text()
+                alert = await resp.json()
+            assert sorted(r["callsign"] for r in alert["recipients"]) == ["pc1", "pc2"]
+
+            async def overdue_frames(w: Worker) -> list[str]:
+                callsigns: list[str] = []
+                async with session.get(f"{w.base}/api/v1/events/{TAG}/stream?since={alert['seq']}",
+                                       headers=bearer(control)) as resp:
+                    reader = SSEReader(resp.content)
+                    deadline = time.monotonic() + 45  # 30 s to the deadline, and time to see a second report
+                    while time.monotonic() < deadline:
+                        try:
+                            event = await reader.next(within=max(0.1, deadline - time.monotonic()))
+                        except TimeoutError:
+                            break
+                        if event is not None and event.type == "alert-overdue":
+                            callsigns += [o["callsign"] for o in event.json()["overdue"]]
+                return callsigns
+
+            on_a, on_b = await asyncio.gather(overdue_frames(a), overdue_frames(b))
+            assert sorted(on_a) == sorted(on_b) == ["pc1", "pc2"], (on_a, on_b)
+            async with session.get(f"{b.base}/api/v1/alerts/{alert['id']}", headers=bearer(control)) as resp:
+                stored = await resp.json()
+            assert all(r["overdue"] for r in stored["recipients"])
+    for w in (a, b):
+        out = w.output()
+        assert "Traceback" not in out and "cannot store overdue reports" not in out, out
 
 
 async def test_concurrent_writers_and_a_tailer_that_never_sees_a_seq_twice(pg_url: str, tmp_path: Path) -> None:

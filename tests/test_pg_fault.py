@@ -71,6 +71,9 @@ async def test_database_stopped_and_started_mid_burst(cluster: PrivateCluster, t
                 assert (await resp.json())["database"] == "unreachable"
             async with session.get(f"{w.base}/api/v1/events/{TAG}/updates", headers=bearer(officer)) as resp:
                 assert resp.status == 200
+            # A wrong token is still a 401 (the failed-token limit falls back to the worker's own bucket).
+            async with session.get(f"{w.base}/api/v1/me", headers=bearer("fc_wrong")) as resp:
+                assert resp.status == 401, await resp.text()
             assert statuses.get(503, 0) > 0 and retry_after and "" not in retry_after
             during = len(acked)
             await asyncio.to_thread(cluster.start)

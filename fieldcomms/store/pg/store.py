@@ -24,14 +24,16 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg import AsyncConnection, IsolationLevel
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ...errors import BackendLacks, DatabaseUnavailable, StorageError, StoreUnavailable, WriteConflict
 from ..memory import Change, Doc, MemoryView
 from ..protocol import WRITES_DONE
 from .chainhash import GENESIS, canonical, chain_hash
+from .load import load_state
 from .migrations import migrate
+from .prune import PRUNE_EVERY_S, prune_expired, prune_idle_buckets, stale_keys
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ CHANNEL = "fc_changes"
 BATCH_MAX = 500
 PULL_MAX = 5000
 POLL_S = 1.0  # a missed NOTIFY (a dropped LISTEN connection) costs at most this long
-LOAD_BATCH = 20_000
 COALESCE_S = 0.02  # under load, another worker's changes are pulled at most this often (one query for several)
 CONNECT_TIMEOUT_S = 3
 DOWN = (psycopg.OperationalError, PoolTimeout)  # the database cannot be reached (or went away mid-way)
@@ -102,9 +103,13 @@ class PgStore(MemoryView):
         self.commits = 0
         self.commit_seconds = 0.0
         self.conflicts = 0
+        self._prune: Callable[[str, Doc], bool] | None = None
+        self._refusing: set[asyncio.Task[None]] = set()
 
     def set_prune(self, prune: Callable[[str, Doc], bool]) -> None:
-        """Expired idempotency answers stay as rows here (a later purge may drop them); nothing to prune."""
+        """prune(coll, doc) -> True: an expired idempotency answer, deleted from the table and dropped from the
+        view every PRUNE_EVERY_S by every worker (see prune.py)."""
+        self._prune = prune
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -123,7 +128,8 @@ class PgStore(MemoryView):
         await self._pool.open()
         self.db_ok = True
         self.opened = True
-        self._tasks = [asyncio.create_task(coro) for coro in (self._committer(), self._follower(), self._listen())]
+        self._tasks = [asyncio.create_task(coro) for coro in (self._committer(), self._follower(), self._listen(),
+                                                                 self._pruner())]
         await self.catch_up()
 
     async def close(self, *, snapshot: bool = True) -> None:
@@ -162,22 +168,8 @@ class PgStore(MemoryView):
         self._loading = True
         self._hooks_by_coll.clear()
         try:
-            async with await self._connect() as conn:
-                await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
-                await conn.set_read_only(True)
-                async with conn.transaction():
-                    row = await (await conn.execute("SELECT seq, hash FROM fc_counter WHERE id = 1")).fetchone()
-                    assert row is not None
-                    seq = int(row[0])
-                    head = bytes(row[1])
-                    # Binary: bytea arrives as stored (text format would hex-encode it, and take twice as long:
-                    # 4.7 s against 2.1 s for 200,000 documents). Fetching in a thread beside the applying did
-                    # not help (measured: the two share the GIL).
-                    async with conn.cursor(name="fc_load", binary=True) as cur:
-                        cur.itersize = LOAD_BATCH
-                        await cur.execute("SELECT coll, doc FROM fc_state WHERE seq > 0 ORDER BY seq")
-                        async for coll, doc in cur:
-                            self._apply(coll, orjson.loads(doc), new=True)
+            seq, head = await asyncio.to_thread(load_state, self.url, self.apply_loaded,
+                                                connect_timeout=CONNECT_TIMEOUT_S)
             self.last_seq = self.committed_seq = seq
             self._head = (seq, head)
         finally:
@@ -194,11 +186,7 @@ class PgStore(MemoryView):
 
         Raises WriteConflict (after catching up) if the item moved on or a key was taken meanwhile, and
         DatabaseUnavailable (503) while PostgreSQL cannot be reached."""
-        try:
-            await self.append_nowait(type, coll, doc, aux=aux)
-        except WriteConflict:
-            await self.catch_up()
-            raise
+        await self.append_nowait(type, coll, doc, aux=aux)  # a WriteConflict comes after catching up
         done = WRITES_DONE.get()
         if done is not None:
             done[0] += 1
@@ -252,9 +240,11 @@ class PgStore(MemoryView):
             return
         self.commits += 1
         self.commit_seconds += time.perf_counter() - started
-        for w in conflicts:
-            self.conflicts += 1
-            w.fut.set_exception(WriteConflict(f"{w.coll}/{w.doc['id']} changed on another worker"))
+        if conflicts:
+            self.conflicts += len(conflicts)
+            task = asyncio.get_running_loop().create_task(self._refuse_after_catching_up(conflicts))
+            self._refusing.add(task)
+            task.add_done_callback(self._refusing.discard)
         for seq, w in accepted:
             if seq <= self.last_seq:  # the follower got there first
                 w.fut.set_result(seq)
@@ -285,6 +275,9 @@ class PgStore(MemoryView):
                     "FROM unnest(%s::text[], %s::text[]) AS k(c, i) ON CONFLICT DO NOTHING RETURNING coll, id",
                     ([c for c, _ in fresh], [i for _, i in fresh]))
                 claimed = {(c, i) for c, i in await cur.fetchall()}
+            # Expired idempotency answers count as absent, whichever version the writer saw (see prune.py).
+            stale = await stale_keys(conn, self, self._prune, [(c, d["id"], d.get("seq")) for w in batch
+                                                               for c, d in w.docs], current, claimed)
             touched: set[tuple[str, str]] = set()
             ok: list[_Write] = []
             conflicts: list[_Write] = []
@@ -295,6 +288,8 @@ class PgStore(MemoryView):
                     expect = d.get("seq")
                     if key in touched:
                         good = False  # an earlier write in this batch changed it: this one read an old version
+                    elif key in stale:
+                        pass
                     elif expect is None:
                         good = good and key in claimed
                     else:
@@ -350,6 +345,17 @@ class PgStore(MemoryView):
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(seq)))
         return accepted, conflicts
 
+    async def _refuse_after_catching_up(self, conflicts: list[_Write]) -> None:
+        """WriteConflict for writes that lost a race, once the view holds what beat them (as the protocol says),
+        so a caller of append_nowait (the escalation scheduler) re-reads the newer version, not its own old one."""
+        try:
+            with contextlib.suppress(Exception):  # closing, or the database went away: refuse them all the same
+                await self.catch_up()
+        finally:
+            for w in conflicts:
+                if not w.fut.done():
+                    w.fut.set_exception(WriteConflict(f"{w.coll}/{w.doc['id']} changed on another worker"))
+
     async def _claim_unique(self, conn: AsyncConnection[Any], w: _Write) -> bool:
         """Take the write's unique keys (a callsign) for its item, or roll back to before trying."""
         try:
@@ -381,6 +387,40 @@ class PgStore(MemoryView):
             raise DatabaseUnavailable() from None
         assert row is not None
         return float(row[0])
+
+    # ---- expired idempotency answers (prune.py) -----------------------------------------------------
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """A connection from the pool, for work beside the write path."""
+        if self._pool is None or not self.db_ok:
+            raise DatabaseUnavailable()
+        return self._pool.connection()
+
+    async def prune_expired(self) -> int:
+        """Delete the expired idempotency answers from the table and this worker's view now; rows deleted."""
+        return 0 if self._prune is None else await prune_expired(self, self._prune)
+
+    def drop_expired(self, prune: Callable[[str, Doc], bool], keys: list[tuple[str, str]]) -> None:
+        """Drop these documents from the view if they are still there and still expired."""
+        for coll, doc_id in keys:
+            doc = self.get(coll, doc_id)
+            if doc is None or not prune(coll, doc):
+                continue
+            self._table(coll).drop_ids([doc_id])
+            seq_log = self._logs.get((coll, doc.get("event") or ""))
+            if seq_log is not None:
+                seq_log.remove()  # its entry is stale now: the log compacts once most are
+
+    async def _pruner(self) -> None:
+        while True:
+            try:
+                await self.prune_expired()
+                await prune_idle_buckets(self)
+            except (*DOWN, DatabaseUnavailable):
+                pass  # the next round will do it
+            except Exception:
+                log.exception("pruning expired idempotency answers failed")
+            await asyncio.sleep(PRUNE_EVERY_S)
 
     # ---- following the changes table -----------------------------------------------------------
 
