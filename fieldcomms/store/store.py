@@ -257,8 +257,7 @@ class Store(MemoryView):
             seq, chain, entries = snapshot
             self.snapshot_seq = self.last_seq = seq
             self._chain = chain
-            for coll, doc in entries:
-                self._apply(coll, doc, new=True)
+            self.apply_loaded(entries)  # each item once, in seq order: the bulk path
             del entries
         segments = list_segments(self.data_dir)
         lost = lost_seqs(self.data_dir)
