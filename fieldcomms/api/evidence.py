@@ -136,7 +136,8 @@ async def export(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":  # the headers an export would start with; nothing is built or logged
         return web.Response(content_type="application/zip", headers={hdrs.CACHE_CONTROL: "private, no-store"})
     entry = await record_access(ctx, viewer, "event.export", ("event", tag), tag, reason)
-    chunks = stream_export(ctx.settings.data_path, tag, reason, actor_of(viewer), entry["seq"])
+    chunks = stream_export(ctx.settings.data_path, tag, reason, actor_of(viewer), entry["seq"],
+                           database_url=ctx.settings.database_url)
     # The first bytes come before the status is sent, so an export that cannot start is a proper 500.
     try:
         first = await chunks.__anext__()

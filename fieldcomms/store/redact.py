@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import orjson
 
+from .chain import canonical, record_digest
 from .journal import (
     Line,
     encode_line,
@@ -86,12 +87,32 @@ def _redact_record(record: Doc, targets: Targets) -> Doc | None:
     return record if changed else None
 
 
-def redact_line(line: Line, targets: Targets) -> bytes | None:
-    new = _redact_record(line.record, targets)
+def digest_of(record: Doc) -> bytes:
+    """The record digest the chain covers: the stored original's for a redacted record, else computed."""
+    stored = record.get("digest") if record.get("redacted") is True else None
+    if isinstance(stored, str):
+        try:
+            return bytes.fromhex(stored)
+        except ValueError:
+            return b""
+    return record_digest(canonical(record))
+
+
+def redact_record(record: Doc, digest: bytes, targets: Targets) -> Doc | None:
+    """The record with the targets erased, carrying `digest` (its original's) and `"redacted": true`; None
+    when it holds none of them. Shared by the journal (below) and PostgreSQL's changes table."""
+    new = _redact_record(record, targets)
     if new is None:
         return None
-    new["digest"] = line.digest().hex()
+    new["digest"] = digest.hex()
     new["redacted"] = True
+    return new
+
+
+def redact_line(line: Line, targets: Targets) -> bytes | None:
+    new = redact_record(line.record, line.digest(), targets)
+    if new is None:
+        return None
     return encode_line(orjson.dumps(new, option=orjson.OPT_SORT_KEYS), line.chain)
 
 

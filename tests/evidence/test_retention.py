@@ -19,7 +19,7 @@ from fieldcomms.app import create_app
 from fieldcomms.config import Settings
 from fieldcomms.keys import SERVICES
 
-from .helpers import files_containing
+from .helpers import files_containing, rows_containing
 from .world import CONTACT, TAG, build
 
 EVENTS = "/api/v1/events"
@@ -79,18 +79,41 @@ async def test_purge_refusals_change_nothing(client: TestClient, admin_token: st
     assert log["items"] == []
 
 
+def _everywhere(data_dir: Path, database_url: str, needle: bytes) -> list[str]:
+    """Every file of the data directory (media and originals included) and, on PostgreSQL, every row of
+    every table that holds `needle`."""
+    found = [str(p) for p in files_containing(data_dir, needle)]
+    if database_url:
+        found += rows_containing(database_url, needle)
+    return found
+
+
 async def test_purge_erases_personal_data_from_every_file(client: TestClient, admin_token: str,
                                                           control_token: str, officer_token: str,
                                                           event: dict[str, Any], tmp_path: Path) -> None:
     world = await build(client, officer_token, control_token)
     app = client.app
-    data_dir = Path(app[SERVICES].settings.data_dir)
+    settings = app[SERVICES].settings
+    data_dir, database_url = Path(settings.data_dir), settings.database_url
     store = app[SERVICES].store
-    await store.snapshot()  # some of it in a snapshot, some only in the journal
+    # The reporter's report counted as a sighting, then the rumour answered: a reply is mailed to the
+    # contact (not sent: no smtp_url), and the mail document carries the address too.
+    resp = await client.post(f"/api/v1/rumours/{world.rumour['id']}/sightings", json={"report_id": world.report_id},
+                             headers=auth(officer_token))
+    assert resp.status == 201, await resp.text()
+    resp = await client.post(f"/api/v1/rumours/{world.rumour['id']}/rebuttals", headers=auth(officer_token),
+                             json={"verdict": "false", "text": "There are no snipers on the roofs."})
+    assert resp.status == 201, await resp.text()
+    assert [d["to"] for d in store.all("mail")] == [CONTACT]
+    if not database_url:
+        await store.snapshot()  # some of it in a snapshot, some only in the journal
     resp = await client.post(f"{EVENTS}/{TAG}/reports", json={"text": "later report", "contact": "late.7731@example.org"})
     assert resp.status == 202
-    assert files_containing(data_dir, CONTACT.encode()) and files_containing(data_dir, world.photo_bytes)
-    assert files_containing(data_dir, b"53.37912")
+    # The scan finds what is there (so finding nothing later means something).
+    assert _everywhere(data_dir, database_url, CONTACT.encode()) and files_containing(data_dir, world.photo_bytes)
+    assert _everywhere(data_dir, database_url, b"53.37912")
+    if database_url:
+        assert rows_containing(database_url, CONTACT.encode()) and rows_containing(database_url, b"53.37912")
     assert (await client.patch(f"{EVENTS}/{TAG}", json={"status": "closed"}, headers=auth(control_token))).status == 200
 
     resp = await client.post(f"{EVENTS}/{TAG}/purge", json={"reason": "Retention period ended (MoPI)"},
@@ -118,17 +141,23 @@ async def test_purge_erases_personal_data_from_every_file(client: TestClient, ad
     log = await (await client.get("/api/v1/audit?action=event.purge", headers=auth(admin_token))).json()
     assert [e["reason"] for e in log["items"]] == ["Retention period ended (MoPI)"]
 
-    # On disk: the erased bytes are in no file of the data directory, after a snapshot and a restart too.
-    await store.snapshot()
+    mails = await (await client.get(f"{EVENTS}/{TAG}/reports", headers=auth(control_token))).json()
+    assert all(CONTACT not in str(r) for r in mails["items"])
+
+    # On disk: the erased bytes are in no file of the data directory (after a snapshot too), and on
+    # PostgreSQL in no row of any table.
+    if not database_url:
+        await store.snapshot()
     for needle in (CONTACT.encode(), b"late.7731@example.org", b"53.37912", b"-1.47123", world.photo_bytes):
-        assert files_containing(data_dir, needle) == [], needle[:40]
-    check = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "fieldcomms", "check", "--data-dir",
-                                                     str(data_dir)], capture_output=True, text=True, timeout=120)
+        assert _everywhere(data_dir, database_url, needle) == [], needle[:40]
+    where = ["--database-url", database_url] if database_url else ["--data-dir", str(data_dir)]
+    check = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "fieldcomms", "check", *where],
+                                    capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-async def test_a_running_server_purges_due_events_itself(tmp_path: Path, aiohttp_client: Any) -> None:
-    settings = Settings(data_dir=str(tmp_path / "data"), demo_admin=False, purge_check_hours=0.0003)
+async def test_a_running_server_purges_due_events_itself(settings: Settings, aiohttp_client: Any) -> None:
+    settings = settings.replace(purge_check_hours=0.0003)
     app: web.Application = create_app(settings)
     client = await aiohttp_client(app)
     control = await make_user(app, "control", "ctl")
@@ -142,12 +171,59 @@ async def test_a_running_server_purges_due_events_itself(tmp_path: Path, aiohttp
     assert not (await (await client.get(f"{EVENTS}/old")).json()).get("purged_at")  # live events are never due
     assert (await client.patch(f"{EVENTS}/old", json={"status": "closed"}, headers=auth(control))).status == 200
     for _ in range(100):
-        if (await (await client.get(f"{EVENTS}/old")).json()).get("purged_at"):
+        # The access-log entry is the purge's last change (purged_at is set just before it).
+        if any(e["action"] == "event.purge" for e in app[SERVICES].store.all("audit")):
             break
         await asyncio.sleep(0.1)  # polling for the worker's next pass
     else:
         pytest.fail("the server did not purge the due event")
+    assert (await (await client.get(f"{EVENTS}/old")).json()).get("purged_at")
     officers = await (await client.get(f"{EVENTS}/old/officers", headers=auth(control))).json()
     assert officers["items"] == []
     entries = [e for e in app[SERVICES].store.all("audit") if e["action"] == "event.purge"]
     assert len(entries) == 1 and entries[0]["actor"]["id"] == "server"
+
+
+async def test_the_daily_purge_runs_on_one_worker(tmp_path: Path, pg_url: str, aiohttp_client: Any) -> None:
+    """Two workers on one database, each checking every second: the due event is purged once (one access-log
+    entry, one erasure), whichever worker takes the deployment's purge lock first; the other skips, and then
+    sees it done."""
+    apps: list[web.Application] = []
+    clients = []
+    for k in range(2):
+        settings = Settings(data_dir=str(tmp_path / f"worker{k}"), demo_admin=False, database_url=pg_url,
+                            purge_check_hours=0.0003)
+        apps.append(create_app(settings))
+        clients.append(await aiohttp_client(apps[-1]))
+    control = await make_user(apps[0], "control", "ctl")
+    officer = await make_user(apps[0], "officer", "pc1")
+    await apps[1][SERVICES].store.catch_up()  # the users, made on the first worker
+    one, two = clients
+    resp = await one.post(EVENTS, json={"tag": "old", "title": "Long ago", "status": "live",
+                                        "ends_at": "2011-03-13T18:00:00Z"}, headers=auth(control))
+    assert resp.status == 201
+    await apps[1][SERVICES].store.catch_up()
+    for k in range(3):
+        assert (await two.post(f"{EVENTS}/old/positions", json={"lat": 53.1 + k / 1000, "lon": -1.1},
+                               headers=auth(officer))).status == 204
+    assert (await two.patch(f"{EVENTS}/old", json={"status": "closed"}, headers=auth(control))).status == 200
+    for _ in range(100):
+        seen = [(await (await c.get(f"{EVENTS}/old")).json()).get("purged_at") for c in clients]
+        if all(seen):
+            break
+        await asyncio.sleep(0.1)  # polling for a worker's next pass
+    else:
+        pytest.fail("no worker purged the due event")
+    await asyncio.sleep(3.5)  # both workers check again at least twice
+    for app, client in zip(apps, clients, strict=True):
+        store = app[SERVICES].store
+        await store.catch_up()
+        purges = [e for e in store.all("audit") if e["action"] == "event.purge"]
+        assert len(purges) == 1 and purges[0]["actor"]["id"] == "server"
+        assert len(list(store.all("redactions"))) == 1
+        officers = await (await client.get(f"{EVENTS}/old/officers", headers=auth(control))).json()
+        assert officers["items"] == []
+    check = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "fieldcomms", "check", "--database-url",
+                                                     pg_url], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "redacted by a purge" in check.stdout and "(0 redacted" not in check.stdout
