@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import psycopg
 from procs import free_port
 
 from .helpers import rows_containing
@@ -175,3 +176,16 @@ async def test_export_and_purge_commands_beside_two_workers(pg_url: str, tmp_pat
     check = run("check", "--database-url", pg_url)
     assert check.returncode == 0, check.stdout
     assert "(0 redacted" not in check.stdout
+
+    # A redacted record is covered by its stored digest: one changed digit of it breaks the chain there.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute("SELECT seq, record FROM fc_changes WHERE position('\"redacted\":true'::bytea in record) > 0 "
+                           "ORDER BY seq LIMIT 1").fetchone()
+        assert row is not None
+        seq, record = row[0], orjson.loads(bytes(row[1]))
+        digest = record["digest"]
+        record["digest"] = ("1" if digest[0] != "1" else "2") + digest[1:]
+        conn.execute("UPDATE fc_changes SET record = %s WHERE seq = %s", (orjson.dumps(record), seq))
+    broken = run("check", "--database-url", pg_url)
+    assert broken.returncode == 1
+    assert f"the chain breaks at seq {seq} (a redacted record whose stored digest does not match)" in broken.stdout
