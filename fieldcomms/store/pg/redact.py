@@ -12,7 +12,8 @@ Two steps, with the same rules as the embedded journal (store/redact.py):
    transaction, and every worker's follower applies it to its own view (its apply hooks drop the officer from
    the map and the positions index). Nobody streams it (no stream carries `redactions`, visibility shows it
    to no one). A worker that starts later loads the erased state.
-2. **History.** Every `fc_changes` row before that change whose record holds a target (as its document, or
+2. **History** (in fact first, up to the newest seq committed when the purge begins; then again for the
+   changes committed before step 1's change). Every `fc_changes` row whose record holds a target (as its document, or
    among its auxiliary documents) is rewritten: the record without the erased values, plus `"digest"` (the
    hex SHA-256 of the original canonical record, which the chain covers) and `"redacted": true`; its `chain`
    column is untouched. `fieldcomms check --database-url` uses the stored digest for a redacted record.
@@ -21,8 +22,9 @@ Then `VACUUM fc_changes, fc_state`, so the old row versions' space is reclaimed.
 the table level (WAL segments not yet recycled, base backups, a replica's own WAL) is outside what a query can
 erase: the deployment's backup retention must be no longer than its data retention.
 
-The purge as a whole is not atomic (as on the embedded store): a crash between the steps leaves history
-unredacted; running the same purge again completes it. Purges hold an advisory lock (`purge_lock`), so one
+The purge as a whole is not atomic (as on the embedded store), but a crash at any point leaves the current
+state holding whatever history still holds, so running the same purge again (it targets what the current state
+holds) completes it. Purges hold an advisory lock (`purge_lock`), so one
 worker purges at a time and the server's daily purge runs on one worker.
 """
 
@@ -37,7 +39,7 @@ import orjson
 import psycopg
 from psycopg import AsyncConnection
 
-from ...errors import StorageError, WriteConflict
+from ...errors import DatabaseUnavailable, StorageError, WriteConflict
 from ...model import new_id, now_str
 from ..redact import Targets, digest_of, redact_doc, redact_record, targets_of
 
@@ -55,16 +57,33 @@ ATTEMPTS = 10
 
 
 async def redact(store: PgStore, items: list[tuple[str, str, list[str] | None]]) -> int:
-    """Erase the targets from the current state (in every worker) and from history; the number of history
-    records rewritten."""
+    """Erase the targets from history and from the current state (in every worker); the number of history
+    records rewritten.
+
+    History is rewritten first, up to the newest seq committed now, then the current state, then the changes
+    committed in between: a crash anywhere leaves the current state still holding what is not erased from
+    history yet, so the same purge run again (it targets what the current state holds) completes it."""
     targets = targets_of(items)
     if not targets:
         return 0
-    upto = await _redact_current(store, targets)
-    touched = await _redact_history(store.url, targets, upto)
+    try:
+        before = await _committed(store.url)
+        touched = await _redact_history(store.url, targets, 0, before + 1)
+        upto = await _redact_current(store, targets)
+        touched += await _redact_history(store.url, targets, before + 1, upto)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable("The database could not be reached; the purge did not finish. Run it again "
+                                  "once the database is back: it completes what is left.") from exc
     await _vacuum(store.url)
     log.info("redacted %d document(s) in %d change(s) before seq %d", len(targets), touched, upto)
     return touched
+
+
+async def _committed(url: str) -> int:
+    async with await AsyncConnection.connect(url, connect_timeout=5) as conn:
+        row = await (await conn.execute("SELECT seq FROM fc_counter WHERE id = 1")).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def _redact_current(store: PgStore, targets: Targets) -> int:
@@ -94,7 +113,10 @@ async def _redact_current(store: PgStore, targets: Targets) -> int:
     raise StorageError("the purge kept conflicting with other writes; nothing was erased, try again")
 
 
-async def _redact_history(url: str, targets: Targets, upto: int) -> int:
+async def _redact_history(url: str, targets: Targets, lo: int, hi: int) -> int:
+    """Rewrite the records with lo <= seq < hi that hold a target."""
+    if hi <= lo:
+        return 0
     colls = [c for c, _ in targets]
     ids = [i for _, i in targets]
     needles = [orjson.dumps(doc_id) for doc_id in ids]
@@ -118,9 +140,9 @@ async def _redact_history(url: str, targets: Targets, upto: int) -> int:
             # The targets' own changes by (coll, id); any change carrying auxiliary documents is read too and
             # searched here (an id inside its bytes), as the embedded purge searches every journal line.
             await cur.execute(
-                "SELECT c.seq, c.record FROM fc_changes c WHERE c.seq < %s AND ("
+                "SELECT c.seq, c.record FROM fc_changes c WHERE c.seq >= %s AND c.seq < %s AND ("
                 "(c.coll, c.id) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
-                "OR position('\"aux\":'::bytea in c.record) > 0) ORDER BY c.seq", (upto, colls, ids))
+                "OR position('\"aux\":'::bytea in c.record) > 0) ORDER BY c.seq", (lo, hi, colls, ids))
             async for seq, raw in cur:
                 raw = bytes(raw)
                 if not any(needle in raw for needle in needles):
@@ -152,7 +174,11 @@ async def purge_lock(url: str, *, wait: bool, timeout_s: float = 60.0) -> AsyncI
     """Hold the deployment's purge lock for the block: True if held; False if `wait` is false and another
     worker holds it (or, waiting, if it stayed taken for `timeout_s`). A session-level advisory lock on a
     connection of its own: if this worker dies, PostgreSQL lets go of it."""
-    async with await AsyncConnection.connect(url, autocommit=True, connect_timeout=5) as conn:
+    try:
+        conn = await AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable() from exc
+    async with conn:
         if wait:
             await conn.execute(f"SET lock_timeout = {int(timeout_s * 1000)}")
             try:
