@@ -264,9 +264,11 @@ OPENAPI = {
                        "event": {"type": "string"}, "purged_at": {"type": "string", "format": "date-time"},
                        "positions": {"type": "integer"}, "report_contacts": {"type": "integer"},
                        "original_photos": {"type": "integer"}}},
-                   description="Erases officers' positions and tracks, reports' contacts and the original photos "
-                               "of the event's updates and reports (unless an update of another event not yet "
-                               "purged carries the same photo), from every file of the data directory; what was "
+                   description="Erases officers' positions and tracks, reports' contacts (and the address a reply "
+                               "was mailed to) and the original photos of the event's updates and reports (unless "
+                               "an update of another event not yet purged carries the same photo), from every file "
+                               "of the data directory (on PostgreSQL: from every row of the current state and of "
+                               "the changes table, and from every worker's memory); what was "
                                "erased leaves its digest, so `fieldcomms check` still passes. Updates, rumours, "
                                "decisions, alerts and the access log stay. The event gets `purged_at`. Recorded in "
                                "the access log (`event.purge`). 409 unless the event is closed, and once it was "
