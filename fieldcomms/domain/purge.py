@@ -127,6 +127,8 @@ async def purge_due(ctx: Services, actor: Viewer | Doc, reason: str = "retention
     """Purge every closed event whose retain_until has passed (`fieldcomms purge --due`, and daily). With
     `wait` false (the daily purge), nothing is done while another worker purges."""
     async with _purging(ctx, wait=wait) as held:
+        if not held and wait:
+            raise Conflict("Another purge has been in progress for a minute; try again later.")
         if not held:
             return []
         now = utc_now()

@@ -189,7 +189,7 @@ async def _purge_in_database(settings: Settings) -> list[dict[str, object]] | No
     (each of them applies the erasure to its own view); None (said) if the database cannot be used."""
     from ..domain.audit import cli_actor
     from ..domain.purge import purge_due
-    from ..errors import StorageError
+    from ..errors import ApiError, StorageError
     from ..services import Services
     from ..store import make_store
 
@@ -202,6 +202,9 @@ async def _purge_in_database(settings: Settings) -> list[dict[str, object]] | No
         return None
     try:
         return await purge_due(ctx, cli_actor())
+    except ApiError as exc:  # another purge held the lock too long, or the database went away meanwhile
+        _err(exc.detail)
+        return None
     finally:
         await store.close()
 

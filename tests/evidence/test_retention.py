@@ -227,3 +227,27 @@ async def test_the_daily_purge_runs_on_one_worker(tmp_path: Path, pg_url: str, a
                                                      pg_url], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "redacted by a purge" in check.stdout and "(0 redacted" not in check.stdout
+
+
+async def test_the_purge_lock_is_one_for_the_deployment(pg_url: str) -> None:
+    """While one worker (here, another connection) holds the purge lock, no one else gets it: the daily purge
+    skips its round, a waiting purge gives up after its timeout; once released, it is taken."""
+    import psycopg
+
+    from fieldcomms.store.pg.migrations import migrate
+    from fieldcomms.store.pg.redact import PURGE_LOCK, purge_lock
+
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
+        await migrate(other)
+        await other.execute("SELECT pg_advisory_lock(%s)", (PURGE_LOCK,))
+        async with purge_lock(pg_url, wait=False) as held:
+            assert held is False
+        async with purge_lock(pg_url, wait=True, timeout_s=0.3) as held:
+            assert held is False
+        await other.execute("SELECT pg_advisory_unlock(%s)", (PURGE_LOCK,))
+        async with purge_lock(pg_url, wait=False) as held:
+            assert held is True
+            row = await (await other.execute("SELECT pg_try_advisory_lock(%s)", (PURGE_LOCK,))).fetchone()
+            assert row is not None and row[0] is False  # held by the block, for everyone else
+        row = await (await other.execute("SELECT pg_try_advisory_lock(%s)", (PURGE_LOCK,))).fetchone()
+        assert row is not None and row[0] is True  # let go at the end of the block
