@@ -19,7 +19,7 @@ it disagreeing with the redacted journal). Running the same purge again complete
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -116,13 +116,28 @@ def redact_line(line: Line, targets: Targets) -> bytes | None:
     return encode_line(orjson.dumps(new, option=orjson.OPT_SORT_KEYS), line.chain)
 
 
+# Up to this many targets, a line is searched for each target's id; beyond, for each targeted collection's
+# name (and auxiliary documents), and the lines that pass are parsed: an event with thousands of reporters must
+# not cost thousands of substring searches per line of history.
+NEEDLES_MAX = 64
+
+
+def prefilter(targets: Targets) -> Callable[[bytes], bool]:
+    """A cheap test that a stored record (its bytes) may hold a target; False only when it cannot."""
+    if len(targets) <= NEEDLES_MAX:
+        needles = [orjson.dumps(doc_id) for _coll, doc_id in targets]
+        return lambda raw: any(needle in raw for needle in needles)
+    colls = [b'"coll":' + orjson.dumps(coll) for coll in {c for c, _ in targets}] + [b'"aux":']
+    return lambda raw: any(needle in raw for needle in colls)
+
+
 def redact_segments(data_dir: Path, targets: Targets, upto_seq: int) -> int:
     """Rewrite every segment that holds a target in a change up to `upto_seq` (all of them closed: the
     caller rotated the writer past it). Returns the number of journal records rewritten."""
-    needles = [orjson.dumps(doc_id) for _coll, doc_id in targets]
+    might_hold = prefilter(targets)
 
     def rewritten(raw: bytes) -> bytes | None:
-        if not any(needle in raw for needle in needles):  # most lines: a substring test, no parsing
+        if not might_hold(raw):  # most lines: substring tests, no parsing
             return None
         line = parse_line(raw)
         return None if line is None else redact_line(line, targets)

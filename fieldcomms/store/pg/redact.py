@@ -41,7 +41,7 @@ from psycopg import AsyncConnection
 
 from ...errors import DatabaseUnavailable, StorageError, WriteConflict
 from ...model import new_id, now_str
-from ..redact import Targets, digest_of, redact_doc, redact_record, targets_of
+from ..redact import Targets, digest_of, prefilter, redact_doc, redact_record, targets_of
 
 if TYPE_CHECKING:
     from .store import PgStore
@@ -119,7 +119,7 @@ async def _redact_history(url: str, targets: Targets, lo: int, hi: int) -> int:
         return 0
     colls = [c for c, _ in targets]
     ids = [i for _, i in targets]
-    needles = [orjson.dumps(doc_id) for doc_id in ids]
+    might_hold = prefilter(targets)
     touched = 0
     async with await AsyncConnection.connect(url, connect_timeout=5) as reader, \
             await AsyncConnection.connect(url, connect_timeout=5) as writer:
@@ -145,7 +145,7 @@ async def _redact_history(url: str, targets: Targets, lo: int, hi: int) -> int:
                 "OR position('\"aux\":'::bytea in c.record) > 0) ORDER BY c.seq", (lo, hi, colls, ids))
             async for seq, raw in cur:
                 raw = bytes(raw)
-                if not any(needle in raw for needle in needles):
+                if not might_hold(raw):
                     continue
                 record = orjson.loads(raw)
                 new = redact_record(record, digest_of(record), targets)
