@@ -6,8 +6,9 @@ from it (the data directory still holds the originals and the signing key), `pur
 deployment and purges under the deployment's purge lock.
 
 On the embedded store, without a server the command takes the lock and uses the store itself. With one (the
-lock is held), it never writes the server's files: `export` reads them (snapshot + journal, read-only) and asks the server, through the inbox (evidence/inbox.py), to record the
-access-log entry first, so no export goes unrecorded; `purge --due` asks the server to purge, and waits for it.
+lock is held), it never writes the server's files: `export` reads them (snapshot + journal, read-only) and
+asks the server, through the inbox (evidence/inbox.py), to record the access-log entry first, so no export
+goes unrecorded; `purge --due` asks the server to purge, and waits for it.
 """
 
 from __future__ import annotations
