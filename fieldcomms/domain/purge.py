@@ -26,6 +26,7 @@ from ..model import now_str, utc_now
 from ..visibility import Viewer
 from .audit import record_access
 from .events import get_event
+from .replies import MAIL
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -104,6 +105,12 @@ async def _purge_held(ctx: Services, tag: str, actor: Viewer | Doc, reason: str)
         counted[coll] = len(docs)
         items += [(coll, d["id"], [name]) for d in docs]
     photos = [p for p in _photo_ids(ctx, tag) if not _used_elsewhere(ctx, p, tag)]
+    # A reply still waiting for the mail server is not sent once its address is erased: it fails, said so,
+    # as a change the outbox hears of (else it would keep retrying a message with no recipient).
+    for doc in list(store.oldest_first(MAIL, tag)):
+        if doc is not None and doc.get("status") == "pending":
+            await store.append("mail", MAIL, {**doc, "status": "failed", "in_flight": False, "at": now_str(),
+                                              "error": "not sent: the event's personal data was purged"})
     if items:
         await store.redact(items)
     erased = 0

@@ -256,3 +256,41 @@ async def test_the_purge_lock_is_one_for_the_deployment(pg_url: str) -> None:
             assert row is not None and row[0] is False  # held by the block, for everyone else
         row = await (await other.execute("SELECT pg_try_advisory_lock(%s)", (PURGE_LOCK,))).fetchone()
         assert row is not None and row[0] is True  # let go at the end of the block
+
+
+async def test_a_reply_still_waiting_for_the_mail_server_is_not_sent_after_the_purge(
+        settings: Settings, aiohttp_client: Any) -> None:
+    """The mail server is down, so the reply to the reporter waits (pending, retried). The purge erases the
+    address and fails the reply, said so, instead of leaving the outbox retrying a message with no recipient."""
+    from procs import free_port
+
+    app: web.Application = create_app(settings.replace(smtp_url=f"smtp://127.0.0.1:{free_port()}",
+                                                       mail_from="desk@police.example"))
+    client = await aiohttp_client(app)
+    control = await make_user(app, "control", "ctl")
+    officer = await make_user(app, "officer", "pc1")
+    assert (await client.post(EVENTS, json={"tag": TAG, "title": "t", "status": "live"},
+                              headers=auth(control))).status == 201
+    rumour = await (await client.post(f"{EVENTS}/{TAG}/rumours", json={"claim": "Snipers on the roofs"},
+                                      headers=auth(officer))).json()
+    report = await (await client.post(f"{EVENTS}/{TAG}/reports", json={"text": "snipers!", "contact": CONTACT})).json()
+    assert (await client.post(f"/api/v1/rumours/{rumour['id']}/sightings", json={"report_id": report["id"]},
+                              headers=auth(officer))).status == 201
+    assert (await client.post(f"/api/v1/rumours/{rumour['id']}/rebuttals", headers=auth(officer),
+                              json={"verdict": "false", "text": "No snipers."})).status == 201
+    store = app[SERVICES].store
+    for _ in range(100):
+        [mail] = list(store.all("mail"))
+        if mail.get("attempts") and not mail.get("in_flight"):
+            break
+        await asyncio.sleep(0.05)  # polling for the outbox's first (refused) attempt
+    assert mail["status"] == "pending" and mail["to"] == CONTACT
+    assert (await client.patch(f"{EVENTS}/{TAG}", json={"status": "closed"}, headers=auth(control))).status == 200
+    admin = await make_user(app, "admin", "adm")
+    resp = await client.post(f"{EVENTS}/{TAG}/purge", json={"reason": "retention"}, headers=auth(admin))
+    assert resp.status == 200, await resp.text()
+    [mail] = list(store.all("mail"))
+    assert mail["status"] == "failed" and "purged" in mail["error"] and "to" not in mail
+    await asyncio.sleep(0.5)
+    [mail] = list(store.all("mail"))
+    assert mail["status"] == "failed" and "to" not in mail  # the outbox left it alone
