@@ -106,10 +106,12 @@ async def _purge_held(ctx: Services, tag: str, actor: Viewer | Doc, reason: str)
         items += [(coll, d["id"], [name]) for d in docs]
     photos = [p for p in _photo_ids(ctx, tag) if not _used_elsewhere(ctx, p, tag)]
     # A reply still waiting for the mail server is not sent once its address is erased: it fails, said so,
-    # as a change the outbox hears of (else it would keep retrying a message with no recipient).
+    # as a change the outbox hears of (else it would keep retrying a message with no recipient). One being
+    # handed over to the SMTP server right now is left to the outbox (it may be delivered already).
     for mail in list(store.oldest_first(MAIL, tag)):
-        if mail is not None and mail.get("status") == "pending":
-            await store.append("mail", MAIL, {**mail, "status": "failed", "in_flight": False, "at": now_str(),
+        if mail is not None and mail.get("status") == "pending" and not mail.get("handing"):
+            await store.append("mail", MAIL, {**mail, "status": "failed", "in_flight": False, "handing": False,
+                                              "claimed_by": None, "lease_until": None, "at": now_str(),
                                               "error": "not sent: the event's personal data was purged"})
     if items:
         await store.redact(items)

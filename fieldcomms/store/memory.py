@@ -114,8 +114,11 @@ class MemoryView:
         log_ = self._logs.get((coll, event))
         if log_ is None:
             log_ = self._logs[(coll, event)] = SeqLog()
-        log_.append(seq, doc_id, replaced=old is not None)
-        if old is not None and not seq & 1023 and log_.needs_compaction():
+        log_.seqs.append(seq)  # SeqLog.append, inlined: this runs for every document a load reads
+        log_.ids.append(doc_id)
+        if old is None:
+            log_.live += 1
+        elif not seq & 1023 and log_.needs_compaction():
             log_.compact(lambda i: self._current_seq(coll, i))
         for name, key in self._unique_fns.get(coll, ()):
             index = self._unique[(coll, name)]
