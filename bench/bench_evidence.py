@@ -8,6 +8,11 @@ while a second task polls /healthz every 20 ms. A baseline of /healthz without t
 bundle is checked with the same code as `fieldcomms verify`, so a fast but broken export cannot pass.
 
 Figures: export_100k_s (the whole download), healthz_p99_ms_during_export (and the idle baseline beside it).
+
+Then the same on PostgreSQL, when a server answers at 127.0.0.1:5432: the data directory is copied into a
+database of its own (`fieldcomms migrate`, every change with its seq), a `fieldcomms serve --database-url` runs
+on it (the data directory still holds the originals and the signing key), and the export is downloaded the same
+way: pg_export_100k_s, pg_healthz_p99_ms_during_export. The database is dropped after.
 """
 
 from __future__ import annotations
@@ -143,6 +148,53 @@ async def _measure(port: int, token: str, target: Path) -> dict[str, Any]:
             "bundle_bytes": size}
 
 
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _on_postgresql(data: Path, tmp: Path) -> dict[str, Any]:
+    """The export from a PostgreSQL deployment holding the same event; {} if no PostgreSQL answers."""
+    import subprocess
+    import sys
+    import uuid
+
+    import psycopg
+
+    from fieldcomms.evidence.verify import verify_bundle
+
+    from .util import ROOT
+
+    try:
+        with psycopg.connect(f"{PG_SERVER}/postgres", connect_timeout=3, autocommit=True) as conn:
+            name = f"fc_bench_evidence_{uuid.uuid4().hex[:8]}"
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        print(f"PostgreSQL not reachable ({exc}); the export on PostgreSQL is not measured", flush=True)
+        return {}
+    url = f"{PG_SERVER}/{name}"
+    try:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fieldcomms", "migrate", "--data-dir", str(data), "--database-url",
+                        url], check=True, capture_output=True, cwd=ROOT)
+        copy_s = time.perf_counter() - started
+        token = subprocess.run([sys.executable, "-m", "fieldcomms", "user", "add", "--database-url", url, "--name",
+                                "pg_ctl", "--callsign", "pg_ctl", "--role", "control"], check=True,
+                               capture_output=True, text=True, cwd=ROOT).stdout.strip().splitlines()[-1]
+        load = os.getloadavg()[0]
+        with server(data, extra=["--database-url", url]) as (port, _proc):
+            figures = asyncio.run(_measure(port, token, tmp / "pg-bundle.zip"))
+        verdict = verify_bundle(tmp / "pg-bundle.zip")
+        assert verdict.ok, verdict.message
+        return {"pg_export_100k_s": figures["export_100k_s"],
+                "pg_healthz_p99_ms_during_export": figures["healthz_p99_ms_during_export"],
+                "pg_healthz_p50_ms_during_export": figures["healthz_p50_ms_during_export"],
+                "pg_healthz_p99_ms_idle": figures["healthz_p99_ms_idle"], "pg_bundle_bytes": figures["bundle_bytes"],
+                "pg_copy_s": round(copy_s, 1), "pg_load_average_at_start": round(load, 2),
+                "pg_load_average_at_end": round(os.getloadavg()[0], 2), "pg_verified": verdict.ok}
+    finally:
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def run() -> dict[str, Any]:
     from fieldcomms.evidence.verify import verify_bundle
 
@@ -152,11 +204,13 @@ def run() -> dict[str, Any]:
         photo_bytes = asyncio.run(_fill(data))
         fill_s = time.perf_counter() - started
         token = user_add(data, "control", "bench_ctl")
+        load = os.getloadavg()[0]
         with server(data) as (port, _proc):
             figures = asyncio.run(_measure(port, token, tmp / "bundle.zip"))
         verdict = verify_bundle(tmp / "bundle.zip")
         assert verdict.ok, verdict.message
         figures.update(fill_s=round(fill_s, 1), photo_bytes=photo_bytes, load_average=round(os.getloadavg()[0], 2),
-                       verified=verdict.ok)
+                       load_average_at_start=round(load, 2), verified=verdict.ok)
+        figures.update(_on_postgresql(data, tmp))
         print(figures, flush=True)
         return figures

@@ -280,7 +280,7 @@ def parser() -> argparse.ArgumentParser:
                        "database (--database-url), every change with its seq")
     common(m)
     e = sub.add_parser("export", help="write an event's evidence bundle (works beside a running server)")
-    common(e, database=False)
+    common(e)
     e.add_argument("tag", help="the event's tag")
     e.add_argument("file", help="the zip file to write")
     e.add_argument("--reason", required=True, help="why the bundle is made (3 to 500 characters; access log)")
@@ -288,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("file", help="the bundle (zip)")
     v.add_argument("--key", help="the deployment's public key (PEM, or base64 as GET /api/v1/chain/key gives it)")
     pg = sub.add_parser("purge", help="apply the retention policy (works with or without a running server)")
-    common(pg, database=False)
+    common(pg)
     pg.add_argument("--due", action="store_true", required=True,
                     help="purge every closed event whose retain_until has passed")
     d = sub.add_parser("demo", help="load the Sheffield 2011 demonstration event and print its users' tokens "

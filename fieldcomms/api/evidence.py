@@ -136,7 +136,8 @@ async def export(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":  # the headers an export would start with; nothing is built or logged
         return web.Response(content_type="application/zip", headers={hdrs.CACHE_CONTROL: "private, no-store"})
     entry = await record_access(ctx, viewer, "event.export", ("event", tag), tag, reason)
-    chunks = stream_export(ctx.settings.data_path, tag, reason, actor_of(viewer), entry["seq"])
+    chunks = stream_export(ctx.settings.data_path, tag, reason, actor_of(viewer), entry["seq"],
+                           database_url=ctx.settings.database_url)
     # The first bytes come before the status is sent, so an export that cannot start is a proper 500.
     try:
         first = await chunks.__anext__()
@@ -261,11 +262,14 @@ OPENAPI = {
                                                    "maxLength": REASON_MAX}}},
                    schema={"type": "object", "properties": {
                        "event": {"type": "string"}, "purged_at": {"type": "string", "format": "date-time"},
-                       "positions": {"type": "integer"}, "report_contacts": {"type": "integer"},
+                       "positions": {"type": "integer"}, "tracks": {"type": "integer"},
+                       "report_contacts": {"type": "integer"},
                        "original_photos": {"type": "integer"}}},
-                   description="Erases officers' positions and tracks, reports' contacts and the original photos "
-                               "of the event's updates and reports (unless an update of another event not yet "
-                               "purged carries the same photo), from every file of the data directory; what was "
+                   description="Erases officers' positions and tracks, reports' contacts (and the address a reply "
+                               "was mailed to) and the original photos of the event's updates and reports (unless "
+                               "an update of another event not yet purged carries the same photo), from every file "
+                               "of the data directory (on PostgreSQL: from every row of the current state and of "
+                               "the changes table, and from every worker's memory); what was "
                                "erased leaves its digest, so `fieldcomms check` still passes. Updates, rumours, "
                                "decisions, alerts and the access log stay. The event gets `purged_at`. Recorded in "
                                "the access log (`event.purge`). 409 unless the event is closed, and once it was "

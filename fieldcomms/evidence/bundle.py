@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from xml.sax.saxutils import escape
 
 import orjson
@@ -33,7 +33,6 @@ import orjson
 from ..domain.positions import point_out
 from ..geo import zone_to_feature
 from ..model import now_str
-from ..store import Store
 from ..store.journal import decode_line, list_segments, open_segment
 from ..visibility import Resolver, Viewer, view
 from .originals import Originals, extension
@@ -51,6 +50,19 @@ Doc = dict[str, Any]
 
 class NoSuchEvent(Exception):
     pass
+
+
+class Source(Protocol):
+    """What the bundle reads an event from: the embedded store loaded read-only, or one event read from
+    PostgreSQL (evidence/pgsource.py)."""
+
+    def get(self, coll: str, doc_id: str) -> Doc | None: ...
+    def oldest_first(self, coll: str, event: str = "", since: int = 0) -> Iterator[Doc]: ...
+    def chain_head(self) -> tuple[int, str]: ...
+
+
+# Every stored version of an event's position documents, oldest first (the journal, or the changes table).
+History = Callable[[], Iterable[Doc]]
 
 
 @dataclass
@@ -89,11 +101,11 @@ class _Sink:
         pass  # the caller owns `out`
 
 
-def _event_docs(store: Store, coll: str, tag: str) -> list[Doc]:
+def _event_docs(store: Source, coll: str, tag: str) -> list[Doc]:
     return [doc for doc in store.oldest_first(coll, tag) if doc is not None]
 
 
-def _seen(store: Store, resolver: Resolver, coll: str, tag: str) -> list[Doc]:
+def _seen(store: Source, resolver: Resolver, coll: str, tag: str) -> list[Doc]:
     return [s for doc in _event_docs(store, coll, tag) if (s := view(coll, doc, EXPORTER, resolver)) is not None]
 
 
@@ -180,11 +192,27 @@ def _journal_lines(data_dir: Path) -> Iterator[bytes]:
         done.add(first)
 
 
-def recorded_positions(data_dir: Path, store: Store, tag: str) -> list[list[Any]]:
-    """Every position recorded for the event that the data directory still holds: every point of every track
-    document (`tracks`, domain/positions.py), and each version of each officer's position document in the journal (those
-    written before tracks had their own collection carry the newest points of the officer's track). Purged
-    events have none: the purge erased them everywhere."""
+def journal_positions(data_dir: Path, tag: str) -> Iterator[Doc]:
+    """Every version of the event's position documents in the data directory's journal, oldest first."""
+    needle = b'"coll":"positions"'
+    event_needle = b'"event":' + orjson.dumps(tag)
+    for line in _journal_lines(data_dir):
+        # Most lines are not positions of this event: skip them without parsing.
+        if needle not in line or event_needle not in line:
+            continue
+        record = decode_line(line)
+        if record is None:
+            continue  # a torn tail being written right now
+        if record.get("coll") == "positions" and record["data"].get("event") == tag:
+            yield record["data"]
+
+
+def recorded_positions(data_dir: Path, store: Source, tag: str, history: History | None = None) -> list[list[Any]]:
+    """Every position recorded for the event that the deployment still holds: every point of every track
+    document (`tracks`, domain/positions.py), and each version of each officer's position document in the
+    history (the journal, or `history`; those written before tracks had their own collection carry the newest
+    points of the officer's track), and the current documents. Purged events have none: the purge erased them
+    everywhere."""
     seen: set[tuple[Any, ...]] = set()
     rows: list[list[Any]] = []
 
@@ -197,17 +225,8 @@ def recorded_positions(data_dir: Path, store: Store, tag: str) -> list[list[Any]
                 rows.append([officer.get("id"), officer.get("callsign"), point.get("at"), point.get("lat"),
                              point.get("lon"), point.get("accuracy_m")])
 
-    needle = b'"coll":"positions"'
-    event_needle = b'"event":' + orjson.dumps(tag)
-    for line in _journal_lines(data_dir):
-        # Most lines are not positions of this event: skip them without parsing.
-        if needle not in line or event_needle not in line:
-            continue
-        record = decode_line(line)
-        if record is None:
-            continue  # a torn tail being written right now
-        if record.get("coll") == "positions" and record["data"].get("event") == tag:
-            take(record["data"])
+    for doc in (history() if history is not None else journal_positions(data_dir, tag)):
+        take(doc)
     for doc in _event_docs(store, "positions", tag):
         take(doc)
     for doc in _event_docs(store, "tracks", tag):
@@ -294,10 +313,11 @@ def photo_ids(updates: list[Doc], reports: list[Doc]) -> list[str]:
     return list(found)
 
 
-def write_bundle(out: IO[bytes], *, data_dir: Path, store: Store, resolver: Resolver, tag: str,
+def write_bundle(out: IO[bytes], *, data_dir: Path, store: Source, resolver: Resolver, tag: str,
                  reason: str, generated_by: Doc, key: SigningKey,
-                 progress: Callable[[str], None] | None = None) -> Bundle:
-    """Write the bundle of event `tag` to `out` (any writable binary file object; it need not seek)."""
+                 progress: Callable[[str], None] | None = None, history: History | None = None) -> Bundle:
+    """Write the bundle of event `tag` to `out` (any writable binary file object; it need not seek).
+    `data_dir` holds the originals; the positions' history is `history`, or else its journal."""
     event = store.get("events", tag)
     if event is None:
         raise NoSuchEvent(f"no event #{tag}")
@@ -344,7 +364,7 @@ def write_bundle(out: IO[bytes], *, data_dir: Path, store: Store, resolver: Reso
         add("rumours.json", _json_array(rumours))
         add("reports.json", _json_array(reports))
         add("alerts.json", _json_array(_seen(store, resolver, "alerts", tag)))
-        add("positions.csv", _csv(recorded_positions(data_dir, store, tag), POSITION_COLUMNS))
+        add("positions.csv", _csv(recorded_positions(data_dir, store, tag, history), POSITION_COLUMNS))
         add("decisions.json", _json_array(_seen(store, resolver, "decisions", tag)))
         add("audit.json", _json_array(_seen(store, resolver, "audit", tag)))
         for photo_id in photo_ids(updates, reports):

@@ -5,6 +5,11 @@ directory read-only (snapshot + journal, without the lock, repairing nothing), a
 standard output. The server streams that pipe to the client: building 100,000 updates' GeoJSON, CSV and KML
 is CPU work that would hold the GIL, and so the event loop, if it ran in a thread of the server. The
 command line calls `export_to` in its own process, so it works beside a running server too.
+
+On PostgreSQL (`database_url`) the process reads the one event from one snapshot of the database
+(evidence/pgsource.py) instead of a data directory; the data directory still holds the originals and the
+signing key. The URL reaches the process through its environment, never its command line (which any user of
+the machine can read in the process list, with any password the URL carries).
 """
 
 from __future__ import annotations
@@ -27,11 +32,15 @@ from .bundle import Bundle, NoSuchEvent, write_bundle
 from .signing import SigningKey
 
 CHUNK = 256 * 1024
+DATABASE_ENV = "FIELDCOMMS_EXPORT_DATABASE_URL"
 WAIT_FOR_SEQ_S = 10.0
 
 
 def export_to(out: IO[bytes], *, data_dir: Path, tag: str, reason: str, generated_by: dict[str, Any],
-              min_seq: int = 0) -> Bundle:
+              min_seq: int = 0, database_url: str = "") -> Bundle:
+    if database_url:
+        return _export_from_database(out, data_dir=data_dir, database_url=database_url, tag=tag, reason=reason,
+                                     generated_by=generated_by, min_seq=min_seq)
     from ..services import Services
 
     store = Store(data_dir)
@@ -48,13 +57,34 @@ def export_to(out: IO[bytes], *, data_dir: Path, tag: str, reason: str, generate
                         generated_by=generated_by, key=key)
 
 
+def _export_from_database(out: IO[bytes], *, data_dir: Path, database_url: str, tag: str, reason: str,
+                          generated_by: dict[str, Any], min_seq: int) -> Bundle:
+    from .pgsource import StaleDatabase, load_event
+
+    deadline = time.monotonic() + WAIT_FOR_SEQ_S
+    while True:
+        try:
+            view = load_event(database_url, tag, min_seq)
+            break
+        except StaleDatabase:  # never on one primary (the entry committed first); a replica may lag
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+    key = SigningKey.load_or_create(data_dir)
+    return write_bundle(out, data_dir=data_dir, store=view, resolver=view, tag=tag, reason=reason,
+                        generated_by=generated_by, key=key, history=view.position_history)
+
+
 async def stream_export(data_dir: Path, tag: str, reason: str, generated_by: dict[str, Any],
-                        min_seq: int) -> AsyncGenerator[bytes, None]:
+                        min_seq: int, database_url: str = "") -> AsyncGenerator[bytes, None]:
     """The bundle's bytes, from a worker process; ends the process if the consumer stops early."""
+    env = {k: v for k, v in os.environ.items() if k != DATABASE_ENV}
+    if database_url:
+        env[DATABASE_ENV] = database_url
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fieldcomms.evidence.exporter", "--data-dir", str(data_dir), "--tag", tag,
         "--reason", reason, "--generated-by", orjson.dumps(generated_by).decode(), "--min-seq", str(min_seq),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=_lower_priority)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=_lower_priority, env=env)
     assert proc.stdout is not None and proc.stderr is not None
     stderr_task = asyncio.ensure_future(proc.stderr.read())
     finished = False
@@ -100,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout.buffer
     try:
         export_to(out, data_dir=Path(args.data_dir), tag=args.tag, reason=args.reason,
-                  generated_by=orjson.loads(args.generated_by), min_seq=args.min_seq)
+                  generated_by=orjson.loads(args.generated_by), min_seq=args.min_seq,
+                  database_url=os.environ.get(DATABASE_ENV, ""))
     except BrokenPipeError:
         return 0  # the client went away; nothing to report
     except NoSuchEvent as exc:

@@ -19,12 +19,13 @@ it disagreeing with the redacted journal). Running the same purge again complete
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from .chain import canonical, record_digest
 from .journal import (
     Line,
     encode_line,
@@ -86,22 +87,57 @@ def _redact_record(record: Doc, targets: Targets) -> Doc | None:
     return record if changed else None
 
 
-def redact_line(line: Line, targets: Targets) -> bytes | None:
-    new = _redact_record(line.record, targets)
+def digest_of(record: Doc) -> bytes:
+    """The record digest the chain covers: the stored original's for a redacted record, else computed."""
+    stored = record.get("digest") if record.get("redacted") is True else None
+    if isinstance(stored, str):
+        try:
+            return bytes.fromhex(stored)
+        except ValueError:
+            return b""
+    return record_digest(canonical(record))
+
+
+def redact_record(record: Doc, digest: bytes, targets: Targets) -> Doc | None:
+    """The record with the targets erased, carrying `digest` (its original's) and `"redacted": true`; None
+    when it holds none of them. Shared by the journal (below) and PostgreSQL's changes table."""
+    new = _redact_record(record, targets)
     if new is None:
         return None
-    new["digest"] = line.digest().hex()
+    new["digest"] = digest.hex()
     new["redacted"] = True
+    return new
+
+
+def redact_line(line: Line, targets: Targets) -> bytes | None:
+    new = redact_record(line.record, line.digest(), targets)
+    if new is None:
+        return None
     return encode_line(orjson.dumps(new, option=orjson.OPT_SORT_KEYS), line.chain)
+
+
+# Up to this many targets, a line is searched for each target's id; beyond, for each targeted collection's
+# name (and auxiliary documents), and the lines that pass are parsed: an event with thousands of reporters must
+# not cost thousands of substring searches per line of history.
+NEEDLES_MAX = 64
+
+
+def prefilter(targets: Targets) -> Callable[[bytes], bool]:
+    """A cheap test that a stored record (its bytes) may hold a target; False only when it cannot."""
+    if len(targets) <= NEEDLES_MAX:
+        needles = [orjson.dumps(doc_id) for _coll, doc_id in targets]
+        return lambda raw: any(needle in raw for needle in needles)
+    colls = [b'"coll":' + orjson.dumps(coll) for coll in {c for c, _ in targets}] + [b'"aux":']
+    return lambda raw: any(needle in raw for needle in colls)
 
 
 def redact_segments(data_dir: Path, targets: Targets, upto_seq: int) -> int:
     """Rewrite every segment that holds a target in a change up to `upto_seq` (all of them closed: the
     caller rotated the writer past it). Returns the number of journal records rewritten."""
-    needles = [orjson.dumps(doc_id) for _coll, doc_id in targets]
+    might_hold = prefilter(targets)
 
     def rewritten(raw: bytes) -> bytes | None:
-        if not any(needle in raw for needle in needles):  # most lines: a substring test, no parsing
+        if not might_hold(raw):  # most lines: substring tests, no parsing
             return None
         line = parse_line(raw)
         return None if line is None else redact_line(line, targets)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import zlib
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -27,12 +28,56 @@ from .snapshot import SNAPSHOT
 PRUNABLE = frozenset({"idempotency"})
 
 
-def doc_fingerprint(doc: Any) -> bytes:
+def doc_fingerprint(doc: Any, canonical: bytes | None = None) -> bytes:
     """A short fingerprint of a document's canonical form, to compare the snapshot with the journal. Python's
     bytes hash is SipHash under a random key of this process, inherited by forked workers (PYTHONHASHSEED
     aside): a forger who cannot know the key cannot make a different document match, and it costs a quarter
-    of a SHA-256."""
-    return hash(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).to_bytes(8, "big", signed=True)
+    of a SHA-256. `canonical`: that form, when the caller has it already (a slice of the journal line)."""
+    if canonical is None:
+        canonical = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    return hash(canonical).to_bytes(8, "big", signed=True)
+
+
+BLOCK = 4 << 20
+
+
+def _lines(f: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a segment, read in large blocks (a gzip segment's readline costs more per line than the
+    rest of the check's work on it); a last line without its newline is yielded as it is (a torn tail)."""
+    tail = b""
+    while True:
+        block = f.read(BLOCK)
+        if not block:
+            if tail:
+                yield tail
+            return
+        lines = (tail + block).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            yield line + b"\n"
+
+
+_PREFIXES: dict[str, bytes] = {}
+
+
+def _data_bytes(record: dict[str, Any], body: bytes) -> bytes | None:
+    """The canonical bytes of the record's document, sliced from the line's canonical body: the body is
+    `{"coll":...,"data":{...},"seq":N,"type":"..."}` (sorted keys) when the record has no auxiliary documents
+    and was not redacted. None when it is not that simple (then the document is encoded again)."""
+    if "aux" in record or "redacted" in record or "digest" in record:
+        return None
+    coll = record["coll"]
+    prefix = _PREFIXES.get(coll) if isinstance(coll, str) else None
+    if prefix is None:
+        prefix = b'{"coll":' + orjson.dumps(coll) + b',"data":'
+        if isinstance(coll, str) and len(_PREFIXES) < 1000:
+            _PREFIXES[coll] = prefix
+    if not body.startswith(prefix):
+        return None
+    end = body.rfind(b',"seq":')
+    if end <= len(prefix):
+        return None
+    return body[len(prefix):end]
 
 
 class SnapshotDocs:
@@ -47,8 +92,9 @@ class SnapshotDocs:
     def add(self, coll: str, doc: dict[str, Any]) -> None:
         self.docs[f"{coll}\0{doc['id']}"] = int(doc["seq"]).to_bytes(8, "big") + doc_fingerprint(doc)
 
-    def compare(self, seq: int, coll: str, doc: Any, out: SegmentResult) -> None:
-        """A document the journal wrote at `seq` (<= the snapshot's seq)."""
+    def compare(self, seq: int, coll: str, doc: Any, out: SegmentResult, canonical: bytes | None = None) -> None:
+        """A document the journal wrote at `seq` (<= the snapshot's seq); `canonical`: its canonical bytes if
+        known."""
         if not isinstance(doc, dict):
             return
         entry = self.docs.get(f"{coll}\0{doc.get('id')}")
@@ -63,7 +109,7 @@ class SnapshotDocs:
         if snap_seq < seq:
             out.problem(seq, f"{SNAPSHOT} disagrees with the journal: it holds an older {coll} {doc.get('id')} "
                              f"than the one written at seq {seq}")
-        elif entry[8:] != doc_fingerprint(doc):
+        elif entry[8:] != doc_fingerprint(doc, canonical):
             out.problem(seq, f"{SNAPSHOT} disagrees with the journal about {coll} {doc.get('id')} at seq {seq}")
         else:
             out.matched.append(seq)
@@ -108,17 +154,19 @@ def verify_segment(path: Path, first_from_name: int, is_last: bool, snapshot: Sn
     offset = 0
     try:
         with open_segment(path) as f:
-            for n, raw in enumerate(f, start=1):
-                where = f"{path.name}: line {n} (byte {offset})"
+            lines = _lines(f)
+            for n, raw in enumerate(lines, start=1):
                 line = parse_line(raw)
                 if line is None:
-                    if is_last and all(parse_line(rest) is None for rest in f):
+                    where = f"{path.name}: line {n} (byte {offset})"
+                    if is_last and all(parse_line(rest) is None for rest in lines):
                         out.notes.append(f"{where}: a torn tail, never acknowledged; the server drops it on start")
                     else:
                         out.problem(expected, f"{where} is corrupt and readable changes follow it "
                                               "(`fieldcomms salvage` keeps what can be kept)")
                         out.stopped = True
                     return out
+                at = offset  # where this line starts, for a problem named below
                 offset += len(raw)
                 record = line.record
                 seq = record["seq"]
@@ -131,17 +179,17 @@ def verify_segment(path: Path, first_from_name: int, is_last: bool, snapshot: Sn
                                          f"`fieldcomms salvage`; the link to seq {seq} cannot be verified")
                         previous = None
                     elif seq > expected:
-                        out.problem(expected, f"{where}: change {expected} is missing (seq {seq} follows "
-                                              f"{expected - 1})")
+                        out.problem(expected, f"{path.name}: line {n} (byte {at}): change {expected} is missing "
+                                              f"(seq {seq} follows {expected - 1})")
                         out.stopped = True
                         return out
                     else:
-                        out.problem(expected, f"{where}: seq {seq} appears where {expected} belongs "
-                                              "(a change repeated, inserted or moved)")
+                        out.problem(expected, f"{path.name}: line {n} (byte {at}): seq {seq} appears where "
+                                              f"{expected} belongs (a change repeated, inserted or moved)")
                         out.stopped = True
                         return out
                 if previous is not None and link(previous, digest) != line.chain:
-                    out.problem(seq, f"{where}: the record or its chain hash was altered"
+                    out.problem(seq, f"{path.name}: line {n} (byte {at}): the record or its chain hash was altered"
                                      + (" (a redacted line whose stored digest does not match)"
                                         if record.get("redacted") else ""))
                     out.stopped = True
@@ -155,8 +203,11 @@ def verify_segment(path: Path, first_from_name: int, is_last: bool, snapshot: Sn
                     if coll == "photos" and isinstance(doc, dict):
                         out.photos.append((doc["id"], doc.get("redacted") is True))
                 if snapshot is not None and seq <= snapshot.seq:
-                    for coll, doc in docs:
-                        snapshot.compare(seq, coll, doc, out)
+                    if len(docs) == 1:
+                        snapshot.compare(seq, docs[0][0], docs[0][1], out, _data_bytes(record, line.body))
+                    else:
+                        for coll, doc in docs:
+                            snapshot.compare(seq, coll, doc, out)
                     if seq == snapshot.seq:
                         out.chain_at_snapshot = line.chain
     except (OSError, EOFError, zlib.error) as exc:  # a compressed segment cut short or damaged

@@ -56,3 +56,22 @@ def files_containing(root: Path, needle: bytes) -> list[Path]:
         if any(needle in v for v in variants):
             found.append(path)
     return found
+
+
+def rows_containing(database_url: str, needle: bytes) -> list[str]:
+    """`table: row` for every row of every table of the database whose text form holds `needle`, as text or
+    inside a bytea column (which a row's text form shows as hex)."""
+    import psycopg
+    from psycopg import sql
+
+    text, hexed = needle.decode(errors="replace"), needle.hex()
+    found = []
+    with psycopg.connect(database_url) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        assert "fc_changes" in tables and "fc_state" in tables, tables
+        for table in tables:
+            query = sql.SQL("SELECT t::text FROM {} t").format(sql.Identifier(table))
+            for (row,) in conn.execute(query):
+                if text in row or hexed in row.lower():
+                    found.append(f"{table}: {row[:120]}")
+    return found

@@ -18,8 +18,9 @@ from conftest import auth, make_user
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
 from fieldcomms.keys import SERVICES
+from fieldcomms.store import Store
 
-from .helpers import files_containing
+from .helpers import files_containing, rows_containing
 from .world import CONTACT, TAG, build
 
 EVENTS = "/api/v1/events"
@@ -79,18 +80,46 @@ async def test_purge_refusals_change_nothing(client: TestClient, admin_token: st
     assert log["items"] == []
 
 
+def _everywhere(data_dir: Path, database_url: str, needle: bytes) -> list[str]:
+    """Every file of the data directory (media and originals included) and, on PostgreSQL, every row of
+    every table that holds `needle`."""
+    found = [str(p) for p in files_containing(data_dir, needle)]
+    if database_url:
+        found += rows_containing(database_url, needle)
+    return found
+
+
+@pytest.mark.parametrize("needles_max", [64, 0], ids=["by-id", "by-collection"])
 async def test_purge_erases_personal_data_from_every_file(client: TestClient, admin_token: str,
                                                           control_token: str, officer_token: str,
-                                                          event: dict[str, Any], tmp_path: Path) -> None:
+                                                          event: dict[str, Any], tmp_path: Path,
+                                                          needles_max: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # History is searched by each target's id, or (many targets: an event with thousands of reporters) by
+    # collection, then parsed: both must find everything.
+    monkeypatch.setattr("fieldcomms.store.redact.NEEDLES_MAX", needles_max)
     world = await build(client, officer_token, control_token)
     app = client.app
-    data_dir = Path(app[SERVICES].settings.data_dir)
+    settings = app[SERVICES].settings
+    data_dir, database_url = Path(settings.data_dir), settings.database_url
     store = app[SERVICES].store
-    await store.snapshot()  # some of it in a snapshot, some only in the journal
+    # The reporter's report counted as a sighting, then the rumour answered: a reply is mailed to the
+    # contact (not sent: no smtp_url), and the mail document carries the address too.
+    resp = await client.post(f"/api/v1/rumours/{world.rumour['id']}/sightings", json={"report_id": world.report_id},
+                             headers=auth(officer_token))
+    assert resp.status == 201, await resp.text()
+    resp = await client.post(f"/api/v1/rumours/{world.rumour['id']}/rebuttals", headers=auth(officer_token),
+                             json={"verdict": "false", "text": "There are no snipers on the roofs."})
+    assert resp.status == 201, await resp.text()
+    assert [d["to"] for d in store.all("mail")] == [CONTACT]
+    if not database_url:
+        await store.snapshot()  # some of it in a snapshot, some only in the journal
     resp = await client.post(f"{EVENTS}/{TAG}/reports", json={"text": "later report", "contact": "late.7731@example.org"})
     assert resp.status == 202
-    assert files_containing(data_dir, CONTACT.encode()) and files_containing(data_dir, world.photo_bytes)
-    assert files_containing(data_dir, b"53.37912")
+    # The scan finds what is there (so finding nothing later means something).
+    assert _everywhere(data_dir, database_url, CONTACT.encode()) and files_containing(data_dir, world.photo_bytes)
+    assert _everywhere(data_dir, database_url, b"53.37912")
+    if database_url:
+        assert rows_containing(database_url, CONTACT.encode()) and rows_containing(database_url, b"53.37912")
     assert (await client.patch(f"{EVENTS}/{TAG}", json={"status": "closed"}, headers=auth(control_token))).status == 200
 
     resp = await client.post(f"{EVENTS}/{TAG}/purge", json={"reason": "Retention period ended (MoPI)"},
@@ -118,17 +147,23 @@ async def test_purge_erases_personal_data_from_every_file(client: TestClient, ad
     log = await (await client.get("/api/v1/audit?action=event.purge", headers=auth(admin_token))).json()
     assert [e["reason"] for e in log["items"]] == ["Retention period ended (MoPI)"]
 
-    # On disk: the erased bytes are in no file of the data directory, after a snapshot and a restart too.
-    await store.snapshot()
+    mails = await (await client.get(f"{EVENTS}/{TAG}/reports", headers=auth(control_token))).json()
+    assert all(CONTACT not in str(r) for r in mails["items"])
+
+    # On disk: the erased bytes are in no file of the data directory (after a snapshot too), and on
+    # PostgreSQL in no row of any table.
+    if not database_url:
+        await store.snapshot()
     for needle in (CONTACT.encode(), b"late.7731@example.org", b"53.37912", b"-1.47123", world.photo_bytes):
-        assert files_containing(data_dir, needle) == [], needle[:40]
-    check = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "fieldcomms", "check", "--data-dir",
-                                                     str(data_dir)], capture_output=True, text=True, timeout=120)
+        assert _everywhere(data_dir, database_url, needle) == [], needle[:40]
+    where = ["--database-url", database_url] if database_url else ["--data-dir", str(data_dir)]
+    check = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "fieldcomms", "check", *where],
+                                    capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-async def test_a_running_server_purges_due_events_itself(tmp_path: Path, aiohttp_client: Any) -> None:
-    settings = Settings(data_dir=str(tmp_path / "data"), demo_admin=False, purge_check_hours=0.0003)
+async def test_a_running_server_purges_due_events_itself(settings: Settings, aiohttp_client: Any) -> None:
+    settings = settings.replace(purge_check_hours=0.0003)
     app: web.Application = create_app(settings)
     client = await aiohttp_client(app)
     control = await make_user(app, "control", "ctl")
@@ -142,11 +177,13 @@ async def test_a_running_server_purges_due_events_itself(tmp_path: Path, aiohttp
     assert not (await (await client.get(f"{EVENTS}/old")).json()).get("purged_at")  # live events are never due
     assert (await client.patch(f"{EVENTS}/old", json={"status": "closed"}, headers=auth(control))).status == 200
     for _ in range(100):
-        if (await (await client.get(f"{EVENTS}/old")).json()).get("purged_at"):
+        # The access-log entry is the purge's last change (purged_at is set just before it).
+        if any(e["action"] == "event.purge" for e in app[SERVICES].store.all("audit")):
             break
         await asyncio.sleep(0.1)  # polling for the worker's next pass
     else:
         pytest.fail("the server did not purge the due event")
+    assert (await (await client.get(f"{EVENTS}/old")).json()).get("purged_at")
     officers = await (await client.get(f"{EVENTS}/old/officers", headers=auth(control))).json()
     assert officers["items"] == []
     entries = [e for e in app[SERVICES].store.all("audit") if e["action"] == "event.purge"]
@@ -159,14 +196,15 @@ async def test_purge_erases_every_track_point_even_one_stored_alone(client: Test
     """Tracks are documents of their own: written with the position they moved, or alone (a late report from
     an offline queue moves no one, here 30 minutes old: another ten-minute document). The purge erases them
     all, from the view and from every file."""
-    data_dir = Path(client.app[SERVICES].settings.data_dir)
+    settings = client.app[SERVICES].settings
+    data_dir, database_url = Path(settings.data_dir), settings.database_url
     store = client.app[SERVICES].store
     for lat, minutes in ((53.3777123401, 2), (53.3777123402, 1), (53.3777123409, 30)):  # the last one is late
         resp = await client.post(f"{EVENTS}/{TAG}/positions", json={"lat": lat, "lon": -1.4666123401,
                                                                     "at": _in(-minutes / 1440)},
                                  headers=auth(officer_token))
         assert resp.status == 204
-    assert sum(len(t["points"]) for t in store.all("tracks")) == 3 and files_containing(data_dir, b"53.3777123409")
+    assert sum(len(t["points"]) for t in store.all("tracks")) == 3 and _everywhere(data_dir, database_url, b"53.3777123409")
     officers = await (await client.get(f"{EVENTS}/{TAG}/officers", headers=auth(control_token))).json()
     assert len(officers["items"][0]["track"]) == 3
     assert (await client.patch(f"{EVENTS}/{TAG}", json={"status": "closed"}, headers=auth(control_token))).status == 200
@@ -174,6 +212,114 @@ async def test_purge_erases_every_track_point_even_one_stored_alone(client: Test
                              headers=auth(admin_token))
     assert resp.status == 200, await resp.text()
     assert all("points" not in t for t in store.all("tracks"))
-    await store.snapshot()
+    if isinstance(store, Store):
+        await store.snapshot()
     for needle in (b"53.37771234", b"-1.46661234"):
-        assert files_containing(data_dir, needle) == [], needle
+        assert _everywhere(data_dir, database_url, needle) == [], needle
+
+
+async def test_the_daily_purge_runs_on_one_worker(tmp_path: Path, pg_url: str, aiohttp_client: Any) -> None:
+    """Two workers on one database, each checking every second: the due event is purged once (one access-log
+    entry, one erasure), whichever worker takes the deployment's purge lock first; the other skips, and then
+    sees it done."""
+    apps: list[web.Application] = []
+    clients = []
+    for k in range(2):
+        settings = Settings(data_dir=str(tmp_path / f"worker{k}"), demo_admin=False, database_url=pg_url,
+                            purge_check_hours=0.0003)
+        apps.append(create_app(settings))
+        clients.append(await aiohttp_client(apps[-1]))
+    control = await make_user(apps[0], "control", "ctl")
+    officer = await make_user(apps[0], "officer", "pc1")
+    await apps[1][SERVICES].store.catch_up()  # the users, made on the first worker
+    one, two = clients
+    resp = await one.post(EVENTS, json={"tag": "old", "title": "Long ago", "status": "live",
+                                        "ends_at": "2011-03-13T18:00:00Z"}, headers=auth(control))
+    assert resp.status == 201
+    await apps[1][SERVICES].store.catch_up()
+    for k in range(3):
+        assert (await two.post(f"{EVENTS}/old/positions", json={"lat": 53.1 + k / 1000, "lon": -1.1},
+                               headers=auth(officer))).status == 204
+    assert (await two.patch(f"{EVENTS}/old", json={"status": "closed"}, headers=auth(control))).status == 200
+    for _ in range(100):
+        seen = [(await (await c.get(f"{EVENTS}/old")).json()).get("purged_at") for c in clients]
+        if all(seen):
+            break
+        await asyncio.sleep(0.1)  # polling for a worker's next pass
+    else:
+        pytest.fail("no worker purged the due event")
+    await asyncio.sleep(3.5)  # both workers check again at least twice
+    for app, client in zip(apps, clients, strict=True):
+        store = app[SERVICES].store
+        await store.catch_up()
+        purges = [e for e in store.all("audit") if e["action"] == "event.purge"]
+        assert len(purges) == 1 and purges[0]["actor"]["id"] == "server"
+        assert len(list(store.all("redactions"))) == 1
+        officers = await (await client.get(f"{EVENTS}/old/officers", headers=auth(control))).json()
+        assert officers["items"] == []
+    check = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "fieldcomms", "check", "--database-url",
+                                                     pg_url], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "redacted by a purge" in check.stdout and "(0 redacted" not in check.stdout
+
+
+async def test_the_purge_lock_is_one_for_the_deployment(pg_url: str) -> None:
+    """While one worker (here, another connection) holds the purge lock, no one else gets it: the daily purge
+    skips its round, a waiting purge gives up after its timeout; once released, it is taken."""
+    import psycopg
+
+    from fieldcomms.store.pg.migrations import migrate
+    from fieldcomms.store.pg.redact import PURGE_LOCK, purge_lock
+
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other:
+        await migrate(other)
+        await other.execute("SELECT pg_advisory_lock(%s)", (PURGE_LOCK,))
+        async with purge_lock(pg_url, wait=False) as held:
+            assert held is False
+        async with purge_lock(pg_url, wait=True, timeout_s=0.3) as held:
+            assert held is False
+        await other.execute("SELECT pg_advisory_unlock(%s)", (PURGE_LOCK,))
+        async with purge_lock(pg_url, wait=False) as held:
+            assert held is True
+            row = await (await other.execute("SELECT pg_try_advisory_lock(%s)", (PURGE_LOCK,))).fetchone()
+            assert row is not None and row[0] is False  # held by the block, for everyone else
+        row = await (await other.execute("SELECT pg_try_advisory_lock(%s)", (PURGE_LOCK,))).fetchone()
+        assert row is not None and row[0] is True  # let go at the end of the block
+
+
+async def test_a_reply_still_waiting_for_the_mail_server_is_not_sent_after_the_purge(
+        settings: Settings, aiohttp_client: Any) -> None:
+    """The mail server is down, so the reply to the reporter waits (pending, retried). The purge erases the
+    address and fails the reply, said so, instead of leaving the outbox retrying a message with no recipient."""
+    from procs import free_port
+
+    app: web.Application = create_app(settings.replace(smtp_url=f"smtp://127.0.0.1:{free_port()}",
+                                                       mail_from="desk@police.example"))
+    client = await aiohttp_client(app)
+    control = await make_user(app, "control", "ctl")
+    officer = await make_user(app, "officer", "pc1")
+    assert (await client.post(EVENTS, json={"tag": TAG, "title": "t", "status": "live"},
+                              headers=auth(control))).status == 201
+    rumour = await (await client.post(f"{EVENTS}/{TAG}/rumours", json={"claim": "Snipers on the roofs"},
+                                      headers=auth(officer))).json()
+    report = await (await client.post(f"{EVENTS}/{TAG}/reports", json={"text": "snipers!", "contact": CONTACT})).json()
+    assert (await client.post(f"/api/v1/rumours/{rumour['id']}/sightings", json={"report_id": report["id"]},
+                              headers=auth(officer))).status == 201
+    assert (await client.post(f"/api/v1/rumours/{rumour['id']}/rebuttals", headers=auth(officer),
+                              json={"verdict": "false", "text": "No snipers."})).status == 201
+    store = app[SERVICES].store
+    for _ in range(100):
+        [mail] = list(store.all("mail"))
+        if mail.get("attempts") and not mail.get("in_flight"):
+            break
+        await asyncio.sleep(0.05)  # polling for the outbox's first (refused) attempt
+    assert mail["status"] == "pending" and mail["to"] == CONTACT
+    assert (await client.patch(f"{EVENTS}/{TAG}", json={"status": "closed"}, headers=auth(control))).status == 200
+    admin = await make_user(app, "admin", "adm")
+    resp = await client.post(f"{EVENTS}/{TAG}/purge", json={"reason": "retention"}, headers=auth(admin))
+    assert resp.status == 200, await resp.text()
+    [mail] = list(store.all("mail"))
+    assert mail["status"] == "failed" and "purged" in mail["error"] and "to" not in mail
+    await asyncio.sleep(0.5)
+    [mail] = list(store.all("mail"))
+    assert mail["status"] == "failed" and "to" not in mail  # the outbox left it alone

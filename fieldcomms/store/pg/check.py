@@ -1,5 +1,8 @@
 """`fieldcomms check --database-url URL`: verify a PostgreSQL deployment without changing it (safe while
-servers run): seqs gapless from 1 to the counter, every change's chain hash, and the current state."""
+servers run): seqs gapless from 1 to the counter, every change's chain hash, and the current state.
+
+A record rewritten by the retention purge (store/pg/redact.py) carries `"redacted": true` and the digest of
+its original; the chain covers that digest, as on the embedded journal."""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ import orjson
 import psycopg
 from psycopg import AsyncConnection, IsolationLevel
 
-from .chainhash import GENESIS, canonical, chain_hash
+from ..chain import link
+from ..redact import digest_of
+from .chainhash import GENESIS
 from .migrations import VERSION
 from .store import one_line, parse_url
 
@@ -32,7 +37,7 @@ async def check_database(url: str) -> int:
             counter = await (await conn.execute("SELECT seq, hash FROM fc_counter WHERE id = 1")).fetchone()
             assert counter is not None
             top, top_hash = int(counter[0]), bytes(counter[1])
-            expected, prev, changes = 1, GENESIS, 0
+            expected, prev, changes, redacted = 1, GENESIS, 0, 0
             async with conn.cursor(name="fc_check") as cur:
                 cur.itersize = 10_000
                 await cur.execute("SELECT seq, record, chain FROM fc_changes ORDER BY seq")
@@ -40,9 +45,14 @@ async def check_database(url: str) -> int:
                     changes += 1
                     if seq != expected and not problems:
                         problems.append(f"seq {expected} is missing (the next change is seq {seq})")
-                    prev = chain_hash(prev, canonical(orjson.loads(record)))
+                    rec = orjson.loads(record)
+                    if rec.get("redacted") is True:
+                        redacted += 1
+                    prev = link(prev, digest_of(rec))
                     if prev != bytes(chain) and not problems:
-                        problems.append(f"the chain breaks at seq {seq}")
+                        problems.append(f"the chain breaks at seq {seq}" + (
+                            " (a redacted record whose stored digest does not match)"
+                            if rec.get("redacted") is True else ""))
                     expected = seq + 1
             if expected - 1 != top and not problems:
                 problems.append(f"the counter says seq {top} but the changes end at {expected - 1}")
@@ -55,7 +65,8 @@ async def check_database(url: str) -> int:
                 problems.append(f"{state[1]} current-state rows name a seq the changes table does not hold")
     print(f"fieldcomms check {url}")
     print(f"  schema: version {version} (this fieldcomms: {VERSION})")
-    print(f"  changes: {changes}, newest seq {top}, chain verified")
+    print(f"  changes: {changes} ({redacted} redacted by a purge), newest seq {top}, chain "
+          + ("verified" if not problems else "NOT verified"))
     print(f"  current state: {state[0]} documents")
     for p in problems:
         print(f"  PROBLEM: {p}")

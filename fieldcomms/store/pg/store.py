@@ -27,7 +27,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ...errors import BackendLacks, DatabaseUnavailable, StorageError, StoreUnavailable, WriteConflict
+from ...errors import DatabaseUnavailable, StorageError, StoreUnavailable, WriteConflict
 from ..memory import Change, Doc, MemoryView
 from ..protocol import WRITES_DONE
 from .chainhash import GENESIS, canonical, chain_hash
@@ -544,11 +544,11 @@ class PgStore(MemoryView):
         return 0.0 if self._behind_since is None else time.monotonic() - self._behind_since
 
     async def redact(self, items: list[tuple[str, str, list[str] | None]]) -> int:
-        """The retention purge rewrites history (records become their digests); on PostgreSQL that needs the
-        changes table rewritten under the chain check's rules, which is not built yet. Refused in so many words,
-        so that nobody believes personal data was erased when it was not."""
-        raise BackendLacks("The retention purge is not available on the PostgreSQL backend yet; nothing was "
-                           "erased. Purge from an embedded deployment, or wait for the next release.")
+        """The retention purge: the erased versions as one change every worker applies, then history
+        rewritten leaving each record's digest (store/pg/redact.py)."""
+        from .redact import redact
+
+        return await redact(self, items)
 
     def chain_head(self) -> tuple[int, str]:
         """(seq, hex chain hash) of the newest change this worker has applied; (0, 64 zeros) before the first."""
