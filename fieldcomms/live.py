@@ -68,7 +68,7 @@ from .live_parts import (
     raise_open_files_limit,
     sse_frame,
 )
-from .live_replay import REPLAY_CACHE_BYTES, FrameCache, Recorder, ReplayGate, Turn
+from .live_replay import OPENS_PER_TURN, REPLAY_CACHE_BYTES, FrameCache, PerTurn, Recorder, ReplayGate, Turn
 from .model import utc_now
 from .store.store import Change
 from .visibility import Item, Viewer, audience_key, stream_view
@@ -103,6 +103,8 @@ class Broker:
         self._clients: dict[Hashable, dict[Subscriber, None]] = {}  # open streams per user / public address
         self._turns = ReplayGate()  # replays take turns on the loop, one slice at a time (see live_replay)
         self.replay_frames = FrameCache(ctx, REPLAY_CACHE_BYTES)  # replayed frames, shared by an audience
+        self._opens = PerTurn(OPENS_PER_TURN)  # streams set up a few per turn of the loop (see live_replay)
+        self._ends = PerTurn(OPENS_PER_TURN)  # and ended so: the ticker finds hundreds gone at once in a storm
         self.per_user = settings.sse_streams_per_user
         self.per_address = settings.sse_streams_per_address
         self.passes = 0
@@ -345,8 +347,13 @@ class Broker:
         if len(self._clients.get(client, ())) >= limit:
             whose = "this user" if viewer is not None else "this address"
             raise TooManyRequests(f"{limit} streams are already open for {whose}; close one first.", 30)
+        await self._opens.wait()  # a few streams set up per turn of the loop (live_replay.PerTurn)
+        if self.closing:
+            raise ServiceUnavailable("The server is shutting down; reconnect in a moment.")
         resp = web.StreamResponse(headers=HEADERS)
         resp.force_close()
+        if request.transport is None or request.transport.is_closing():
+            return resp  # gone while it waited for its turn
         # The headers go out with the first write (`retry:`, and a `reset` when that is the whole replay): one
         # send per stream opened, not three (a reconnect storm opens hundreds a second). aiohttp's own switch,
         # which `web.Response` uses; aiohttp is pinned below its next minor release.
@@ -400,6 +407,8 @@ class Broker:
             pass
         finally:
             self._end(sub)
+        if not self.closing:
+            await self._ends.wait()
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await resp.write_eof()
         return resp

@@ -12,7 +12,7 @@ import pytest
 
 from fieldcomms.config import Settings
 from fieldcomms.live import Broker
-from fieldcomms.live_replay import ReplayGate, Turn
+from fieldcomms.live_replay import PerTurn, ReplayGate, Turn
 from fieldcomms.services import Services
 from fieldcomms.store import Store
 from fieldcomms.visibility import Viewer
@@ -181,3 +181,33 @@ async def test_a_replay_cancelled_while_waiting_or_holding_hands_the_turn_on() -
     tasks[0].cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert sorted(done) == [2, 3] and not gate.busy and not gate.waiters
+
+
+async def test_streams_are_set_up_a_few_per_turn_of_the_loop_in_arrival_order() -> None:
+    gate = PerTurn(4)
+    loop = asyncio.get_running_loop()
+    ticks = [0]
+    running = [True]
+
+    def tick() -> None:
+        ticks[0] += 1
+        if running[0]:
+            loop.call_soon(tick)
+
+    tick()
+    passed: list[tuple[int, int]] = []
+
+    async def open_stream(n: int) -> None:
+        await gate.wait()
+        passed.append((ticks[0], n))
+
+    await asyncio.gather(*[open_stream(n) for n in range(30)])
+    running[0] = False
+    assert [n for _, n in passed] == list(range(30))  # first come, first served
+    per_turn: dict[int, int] = {}
+    for t, _ in passed:
+        per_turn[t] = per_turn.get(t, 0) + 1
+    assert max(per_turn.values()) <= 4 and len(per_turn) >= 8
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert gate.used == 0 and not gate.waiters and gate._handle is None  # idle again: nothing scheduled
