@@ -24,9 +24,12 @@ N is ahead of this server (another deployment, or data lost), when N is unreadab
 the store would carry more than `STORE_REPLAY_MAX` items (known without walking them when it is so).
 
 Bounds against abuse (issue 15): at most `sse_streams_per_user` streams per user and `sse_streams_per_address`
-per public client address; a replay is framed a slice (REPLAY_SLICE_S) at a time, replays taking turns on the
-loop, and at most one piece ahead of what the client has read; a user revoked, or given another role, loses
-their streams at once.
+per public client address; a replay is framed a slice (REPLAY_SLICE_S) at a time, replays taking one turn on
+the loop between them (live_replay.ReplayGate), and at most one piece ahead of what the client has read; its
+frames come from a cache shared by each audience (live_replay.FrameCache), made through visibility and reused
+only while what they were made from is unchanged; a store replay holds a (collection, document) pair per item;
+streams are set up and ended a few per turn of the loop (live_replay.PerTurn); a user revoked, or given another
+role, loses their streams at once.
 """
 
 from __future__ import annotations

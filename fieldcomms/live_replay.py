@@ -38,6 +38,12 @@ OPENS_PER_TURN = 4
 ENTRY_BYTES = 200  # what an entry costs besides its frame (an empty frame, for a viewer who sees nothing, too)
 
 
+def _cost(frame: bytes) -> int:
+    # The entry also holds the documents it was made from: once they are replaced in the store, only the entry
+    # keeps them alive, so they are counted, as about the frame's size again.
+    return 2 * len(frame) + ENTRY_BYTES
+
+
 class ReplayGate:
     """One turn for all replays, handed on in arrival order (see the module docstring)."""
 
@@ -161,14 +167,14 @@ class FrameCache:
             return
         self._drop(key)
         self._frames[key] = (frame, data, tuple(recorder.seen))
-        self.size += len(frame) + ENTRY_BYTES
+        self.size += _cost(frame)
         while self.size > self.max_bytes and self._frames:
             self._drop(next(iter(self._frames)))
 
     def _drop(self, key: Hashable) -> None:
         entry = self._frames.pop(key, _MISSING)
         if entry is not _MISSING:
-            self.size -= len(entry[0]) + ENTRY_BYTES  # type: ignore[index]
+            self.size -= _cost(entry[0])  # type: ignore[index]
 
     def __len__(self) -> int:
         return len(self._frames)
