@@ -49,7 +49,7 @@ async def revoke_user(app: web.Application, callsign: str) -> None:
 # the journal, or reach into it). Every test here builds its app through the `settings` fixture.
 BOTH_BACKENDS = {"test_updates", "test_rumours", "test_alerts", "test_users", "test_events", "test_idempotency",
                  "test_map", "test_auth_matrix", "test_feeds_routes",
-                 "test_positions", "test_zones", "test_stream", "test_photos", "test_reports"}
+                 "test_positions", "test_zones", "test_stream", "test_photos", "test_reports", "test_public_rumour_board"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

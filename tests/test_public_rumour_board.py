@@ -6,6 +6,7 @@ rumours page, the event page's verdicts and the public rumour list walk only rum
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,3 +94,39 @@ async def test_the_board_walks_only_answered_rumours(client: TestClient, officer
     # staff still see every rumour: their list is not the board
     body = await _ok(await client.get(f"{url}?limit=500", headers=auth(officer_token)))
     assert len(body["items"]) == QUIET + 3
+
+
+async def test_the_board_index_is_rebuilt_when_the_store_loads(tmp_path: Path) -> None:
+    """From the journal, and from a snapshot: the same rumours on the board, in seq order."""
+    from datetime import UTC, datetime
+
+    from fieldcomms.domain.public_index import PublicRumours
+    from fieldcomms.rumours import lifecycle
+    from fieldcomms.store import Store
+
+    by, now = {"id": "usr_o", "callsign": "o1"}, datetime.now(UTC)
+    update = {"id": "upd_1", "event": TAG, "visibility": "public", "status": "active", "text": "no"}
+
+    async def board(snapshot: bool) -> list[str]:
+        store = Store(tmp_path, fsync=False)
+        index = PublicRumours(store)
+        await store.open()
+        ids = [doc["id"] for doc in index.newest_first(TAG)]
+        await store.close(snapshot=snapshot)
+        return ids
+
+    store = Store(tmp_path, fsync=False)
+    await store.open()
+    stored = await store.append("update", "updates", update)
+    rumours = []
+    for i in range(6):
+        rumour = lifecycle.new_rumour(f"rum_{i}", TAG, f"claim {i}", None, None, by, now)
+        if i % 2:
+            rumour = lifecycle.add_rebuttal(rumour, "false", stored, by, now, None)
+        rumours.append(await store.append("rumour", "rumours", rumour))
+    # rum_1 leaves the board, then rum_3 is changed again while on it
+    await store.append("rumour", "rumours", lifecycle.unlink_update(rumours[1], "upd_1", by, now))
+    await store.append("rumour", "rumours", lifecycle.add_sighting(rumours[3], {"text": "again"}, now))
+    await store.close(snapshot=False)
+    assert await board(snapshot=True) == ["rum_3", "rum_5"]  # from the journal (then a snapshot is written)
+    assert await board(snapshot=False) == ["rum_3", "rum_5"]  # from that snapshot
