@@ -330,12 +330,18 @@ class Broker:
         while True:
             await asyncio.sleep(interval)
             now = asyncio.get_running_loop().time()
+            seen = 0
             for subs in list(self._subs.values()):
                 for sub in list(subs):
                     if sub.transport.is_closing():
                         self._end(sub)
                     elif sub.live and now - sub.last_write >= due:
                         self._write(sub, framed[sub.chunked], now)
+                    seen += 1
+                    if not seen % SLICE:
+                        # A slice at a time, as a delivery pass: after a reconnect storm one tick finds hundreds
+                        # of streams gone, and each one ended wakes its handler.
+                        await asyncio.sleep(0)
 
     # ---- subscribing -------------------------------------------------------------------------------
 
