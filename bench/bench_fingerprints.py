@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import io
+import json
 import os
 import random
 import time
@@ -42,6 +43,8 @@ SAMPLES = next((p / "shared" / "samples" / "photos" for p in Path(__file__).reso
 N_SYNTHETIC = 160
 N_STORED = 100_000
 REQUESTS = 400
+SEARCH_ONLY_SYNTHETIC = 40
+RESULTS = Path(__file__).with_name("results.json")
 TRANSFORMS = ("third", "jpeg35", "crop4", "screenshot", "bright15")
 
 
@@ -230,6 +233,27 @@ async def _fill(path: Path, n: int, seed_photos: list[Fingerprint]) -> list[str]
     return ids
 
 
+def _index_times(seed_photos: list[Fingerprint]) -> dict[str, Any]:
+    """The search alone (FingerprintIndex.search, in this process, on the other core): what the server's
+    handler spends in the index, without HTTP, authentication and JSON."""
+    index = fingerprints.FingerprintIndex()
+    rng = random.Random(7)
+    for i in range(N_STORED):
+        fp = seed_photos[i] if i < len(seed_photos) else Fingerprint(
+            (f"{rng.getrandbits(256):064x}",), tuple(f"{rng.getrandbits(256):064x}" for _ in range(3)), 100)
+        index.add(str(i), fp)
+    index.warm()
+    times = []
+    for i in range(REQUESTS + 20):
+        photo_id = str(rng.randrange(len(seed_photos)) if i % 2 else rng.randrange(N_STORED))
+        t0 = time.perf_counter()
+        index.search(photo_id)
+        if i >= 20:
+            times.append((time.perf_counter() - t0) * 1000)
+    return {"similar_index_search_p50_ms_100k": round(median(times), 3),
+            "similar_index_search_p99_ms_100k": round(percentile(times, 99), 3)}
+
+
 def search_figures(seed_photos: list[Fingerprint]) -> dict[str, Any]:
     with temp_dir("fc-bench-fp-") as d:
         ids = asyncio.run(_fill(d, N_STORED, seed_photos))
@@ -262,7 +286,8 @@ def search_figures(seed_photos: list[Fingerprint]) -> dict[str, Any]:
                 if i >= 20:  # warm-up
                     times.append(elapsed)
                     baseline.append(base)
-    return {"similar_search_p99_ms_100k": round(percentile(times, 99), 2),
+    index = _index_times(seed_photos)
+    return {**index, "similar_search_p99_ms_100k": round(percentile(times, 99), 2),
             "similar_search_p50_ms_100k": round(median(times), 2), "similar_search_requests": len(times),
             "similar_baseline_me_p50_ms": round(median(baseline), 2),
             "similar_baseline_me_p99_ms": round(percentile(baseline, 99), 2),
@@ -271,11 +296,30 @@ def search_figures(seed_photos: list[Fingerprint]) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
+    """`FC_BENCH_FP_SEARCH_ONLY=1`: measure the search only (a minute instead of ten). The labelled set's figures
+    (recall, false matches: they depend on the fingerprint, not on the index) are then carried over from the
+    last full run in bench/results.json, with `fingerprint_set_measured_at` saying when that was; the stored
+    photos are a small labelled set (SEARCH_ONLY_SYNTHETIC originals and their copies) plus random ones."""
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
+    if os.environ.get("FC_BENCH_FP_SEARCH_ONLY") == "1":
+        previous = json.loads(RESULTS.read_text()).get("fingerprints", {}) if RESULTS.exists() else {}
+        out = {k: v for k, v in previous.items() if k.startswith("fingerprint_")}
+        out["fingerprint_set_measured_at"] = previous.get("fingerprint_set_measured_at") or previous.get("measured_at")
+        seeds: list[Fingerprint] = []
+        rng = random.Random(14)
+        for seed in range(SEARCH_ONLY_SYNTHETIC):
+            stored = _jpeg(_synthetic(seed), 90)
+            seeds += [fp for fp in [fingerprints.compute(stored)] + [
+                fingerprints.compute(transform(stored, name, rng)) for name in TRANSFORMS] if fp is not None]
+        out["similar_search_mode"] = "search only (labelled-set figures carried over)"
+        out.update(search_figures(seeds))
+        return out
     t0 = time.perf_counter()
     originals, copies, counts = labelled_set()
     out = quality_figures(originals, copies, counts, time.perf_counter() - t0)
+    out["fingerprint_set_measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out["similar_search_mode"] = "full"
     # Stored: the labelled originals and their copies (so that searches find something), then random ones.
     out.update(search_figures(originals + [fp for _, _, fp in copies]))
     return out

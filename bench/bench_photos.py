@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from PIL import Image, ImageChops, TiffImagePlugin
 
-from .util import median, percentile, server, temp_dir, user_add
+from .util import median, percentile, poll_healthz, server, temp_dir, user_add
 
 WIDTH, HEIGHT = 4000, 3000
 IN_FLIGHT = 2
@@ -65,21 +65,6 @@ class Uploads:
         return bytes(self.body)
 
 
-async def poll_healthz(session: aiohttp.ClientSession, base: str, stop: asyncio.Event) -> list[float]:
-    latencies: list[float] = []
-    loop = asyncio.get_running_loop()
-    next_at = loop.time()
-    while not stop.is_set():
-        started = time.perf_counter()
-        async with session.get(f"{base}/healthz") as resp:
-            await resp.read()
-            assert resp.status == 200, resp.status
-        latencies.append((time.perf_counter() - started) * 1000)
-        next_at += POLL_S
-        await asyncio.sleep(max(0.0, next_at - loop.time()))
-    return latencies
-
-
 async def upload_once(session: aiohttp.ClientSession, base: str, token: str, uploads: Uploads) -> float:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": uploads.content_type}
     body = uploads.next()
@@ -109,14 +94,14 @@ async def measure(port: int, officer: str, control: str, jpeg: bytes) -> dict[st
             await upload_once(api, base, officer, uploads)
 
         stop = asyncio.Event()
-        idle_task = asyncio.create_task(poll_healthz(probe, base, stop))
+        idle_task = asyncio.create_task(poll_healthz(probe, base, stop, POLL_S))
         await asyncio.sleep(IDLE_SECONDS)
         stop.set()
         idle = await idle_task
 
         stop = asyncio.Event()
         times: list[float] = []
-        probe_task = asyncio.create_task(poll_healthz(probe, base, stop))
+        probe_task = asyncio.create_task(poll_healthz(probe, base, stop, POLL_S))
         started = time.perf_counter()
         workers = [asyncio.create_task(uploader(api, base, officer, uploads, stop, times)) for _ in range(IN_FLIGHT)]
         await asyncio.sleep(SECONDS)

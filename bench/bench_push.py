@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fieldcomms.auth import make_user
 from fieldcomms.store import Store
 
-from .util import median, percentile, server, temp_dir
+from .util import median, percentile, poll_healthz, server, temp_dir
 
 OFFICERS = 1000
 ROUNDS = 3
@@ -87,21 +87,6 @@ class Receiver:
         return web.Response(status=201)
 
 
-async def poll_healthz(session: aiohttp.ClientSession, base: str, stop: asyncio.Event) -> list[float]:
-    latencies: list[float] = []
-    loop = asyncio.get_running_loop()
-    next_at = loop.time()
-    while not stop.is_set():
-        started = time.perf_counter()
-        async with session.get(f"{base}/healthz") as resp:
-            await resp.read()
-            assert resp.status == 200, resp.status
-        latencies.append((time.perf_counter() - started) * 1000)
-        next_at += POLL_S
-        await asyncio.sleep(max(0.0, next_at - loop.time()))
-    return latencies
-
-
 async def measure(port: int, control: str, officers: list[str]) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     receiver = Receiver()
@@ -132,7 +117,7 @@ async def measure(port: int, control: str, officers: list[str]) -> dict[str, Any
         await asyncio.gather(*(enrol(i, t) for i, t in enumerate(officers)))
 
         stop = asyncio.Event()
-        idle_task = asyncio.create_task(poll_healthz(probe, base, stop))
+        idle_task = asyncio.create_task(poll_healthz(probe, base, stop, POLL_S))
         await asyncio.sleep(IDLE_SECONDS)
         stop.set()
         idle = await idle_task
@@ -143,7 +128,7 @@ async def measure(port: int, control: str, officers: list[str]) -> dict[str, Any
             receiver.count, receiver.first, receiver.target = 0, b"", OFFICERS
             receiver.done.clear()
             stop = asyncio.Event()
-            probe_task = asyncio.create_task(poll_healthz(probe, base, stop))
+            probe_task = asyncio.create_task(poll_healthz(probe, base, stop, POLL_S))
             await asyncio.sleep(0.2)
             started = time.perf_counter()
             async with api.post(f"{base}/api/v1/events/{TAG}/alerts", headers=gold, json={

@@ -39,7 +39,7 @@ import random
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -51,7 +51,7 @@ from fieldcomms.auth import make_user
 from fieldcomms.store import Store
 
 from .bench_live import FILLER, Subscribers, _cpu_s, _raise_nofile, _rss_kb
-from .util import percentile, server, temp_dir
+from .util import percentile, server, server_log_tail, temp_dir
 
 TAG = "libdempolicing"
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
@@ -309,12 +309,6 @@ def _dir_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / (1 << 20)
 
 
-def _drain(stream: Any, keep: deque[str]) -> None:
-    """The server's stderr, read so that a full pipe can never block it; the last lines kept for the report."""
-    for line in iter(stream.readline, b""):
-        keep.append(line.decode(errors="replace").rstrip())
-
-
 def _prioritise(pid: int = 0) -> None:
     """Run a little ahead of other work on a shared machine. The load generator has little headroom on its
     core: when a neighbour takes a share of it for long, the subscribers fall behind and the server, rightly,
@@ -353,8 +347,6 @@ def _soak(sizes: Sizes) -> dict[str, Any]:
         with server(data, core=0, env={"FIELDCOMMS_SSE_STREAMS_PER_ADDRESS": "1000000",
                                        "FIELDCOMMS_SSE_STREAMS_PER_USER": "1000000"}) as (port, proc):
             _prioritise(proc.pid)
-            stderr: deque[str] = deque(maxlen=50)
-            threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True).start()
             asyncio.run(_create_event(port, control))
             parent, child = mp.get_context("fork").Pipe()
             subs = mp.get_context("fork").Process(
@@ -405,7 +397,7 @@ def _soak(sizes: Sizes) -> dict[str, Any]:
                soak_rss_growth_mb=round(rss_end - rss_start, 1), soak_rss_samples_mb=rss_samples,
                soak_store_mb=round(store_end - store_start, 1))
     if out["soak_errors"]:
-        out["soak_server_log_tail"] = list(stderr)[-10:]
+        out["soak_server_log_tail"] = [line.rstrip() for line in server_log_tail(proc)[-10:]]
     return out
 
 

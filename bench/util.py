@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -10,10 +11,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,11 +40,13 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def wait_healthy(port: int, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None) -> float:
+def wait_healthy(port: int, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None,
+                 log_tail: deque[str] | None = None) -> float:
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+            tail = "".join(log_tail or ())
+            raise RuntimeError(f"server exited with {proc.returncode}" + (f"; its last log lines:\n{tail}" if tail else ""))
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                 if r.status == 200:
@@ -72,8 +78,13 @@ def server(data_dir: Path, *, core: int = 0, env: dict[str, str] | None = None,
     proc = subprocess.Popen([*pin(core), sys.executable, "-m", "fieldcomms", "serve", "--data-dir", str(data_dir),
                              "--port", str(port), *extra], env=full_env, cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The server's log is read all along, so that a long benchmark never blocks on a full pipe; the last
+    # lines are kept (server_log_tail) for a report or an error.
+    tail: deque[str] = deque(maxlen=50)
+    _LOG_TAILS[proc.pid] = tail
+    threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True).start()
     try:
-        wait_healthy(port, proc=proc)
+        wait_healthy(port, proc=proc, log_tail=tail)
         yield port, proc
     finally:
         proc.terminate()
@@ -82,6 +93,37 @@ def server(data_dir: Path, *, core: int = 0, env: dict[str, str] | None = None,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# pid -> its last log lines (50 lines a server, kept after it stops, for a report made afterwards).
+_LOG_TAILS: dict[int, deque[str]] = {}
+
+
+def _drain(stream: Any, keep: deque[str]) -> None:
+    for raw in iter(stream.readline, b""):
+        keep.append(raw.decode("utf-8", "replace"))
+
+
+def server_log_tail(proc: subprocess.Popen[bytes]) -> list[str]:
+    """The last lines a server started by `server` wrote to its stderr."""
+    return list(_LOG_TAILS.get(proc.pid, ()))
+
+
+async def poll_healthz(session: Any, base: str, stop: asyncio.Event, every_s: float) -> list[float]:
+    """`/healthz` latencies in ms, one request every `every_s` (on a fixed schedule), until `stop` is set: how
+    long the server's loop keeps a cheap request waiting while a benchmark loads it."""
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    while not stop.is_set():
+        started = time.perf_counter()
+        async with session.get(f"{base}/healthz") as resp:
+            await resp.read()
+            assert resp.status == 200, resp.status
+        latencies.append((time.perf_counter() - started) * 1000)
+        next_at += every_s
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+    return latencies
 
 
 @contextlib.contextmanager

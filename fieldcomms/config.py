@@ -232,6 +232,9 @@ class Settings:
                              _non_empty)
     mail_retry_minutes: float = setting(60.0, "How long a reply that cannot be delivered is retried, with backoff.",
                                         between(0, 7 * 24 * 60))
+    mail_lease_s: float = setting(
+        60.0, "With several workers (PostgreSQL): seconds a worker's claim on a reply it is sending lasts; a claim "
+        "left by a worker that died is taken over by another after it.", between(0.5, 3600))
 
     def __post_init__(self) -> None:
         """Every value in its range and meaning, checked once when settings are made: a bad one is a

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .auth import hash_token, make_user, new_token
 from .config import Settings
+from .domain.positions import TRACKS as TRACK_POINTS
 from .domain.positions import next_position
 from .domain.rumours import rebuttal_url
 from .domain.updates import build_update
@@ -294,13 +295,19 @@ async def _updates(ctx: Services, event: Doc, users: dict[str, Viewer], photos: 
 
 
 async def _positions(store: StoreProtocol, users: dict[str, Viewer]) -> int:
-    """Each officer's track, reported point by point as a handset would (one document per officer)."""
+    """Each officer's track, reported point by point as a handset would: one position document per officer,
+    stored with its track documents in one change."""
     for callsign, track in TRACKS.items():
-        doc = None
+        doc: dict[str, Any] | None = None
+        buckets: dict[str, dict[str, Any]] = {}
         for hhmm, place in track:
-            doc = next_position(doc, TAG, users[callsign], {**loc(place, 8), "at": at(hhmm)}, moment(hhmm))
+            new, more = next_position(doc, TAG, users[callsign], {**loc(place, 8), "at": at(hhmm)}, moment(hhmm),
+                                      buckets.get)
+            doc = new or doc
+            buckets.update((t["id"], t) for t in more)
         if doc is not None:
-            await store.append("position", "positions", doc)
+            track_docs = [(TRACK_POINTS, t) for t in buckets.values()]
+            await store.append("position", "positions", doc, aux=lambda _s: track_docs)  # noqa: B023 (awaited here)
     return len(TRACKS)
 
 

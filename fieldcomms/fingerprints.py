@@ -18,6 +18,7 @@ vectorised XOR and popcount over all of them (100,000 photos: about 0.4 M words,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,13 +125,24 @@ def _words(hex_hash: str) -> np.ndarray:
 class _Rows:
     """Hashes as four columns of uint64 words (each contiguous, so that a pass over one is a straight read),
     each row owned by a photo (its number in the index). New rows wait in a list and join the columns in one
-    conversion at the next search: loading 100,000 photos costs one numpy call, not 1.6 million scalar writes."""
+    conversion at the next search: loading 100,000 photos costs one numpy call, not 1.6 million scalar writes.
+
+    A search writes into scratch arrays kept from one search to the next (a pass over 500,000 rows would
+    otherwise allocate about 6 MB, four times, per query hash). So a _Rows is searched from one thread at a
+    time: the event loop's."""
 
     def __init__(self) -> None:
         self.cols = [np.zeros(0, dtype=np.uint64) for _ in range(4)]
         self.owner = np.zeros(0, dtype=np.int32)
         self._pending: list[bytes] = []
         self._pending_owner: list[int] = []
+        self._word = np.zeros(0, dtype=np.uint64)
+        self._head = np.zeros(0, dtype=np.uint8)
+        self._second = np.zeros(0, dtype=np.uint8)
+        self._hit = np.zeros(0, dtype=np.bool_)
+
+    def __len__(self) -> int:
+        return len(self.owner) + len(self._pending_owner)
 
     def add(self, hex_hash: str, owner: int) -> None:
         self._pending.append(bytes.fromhex(hex_hash))
@@ -143,23 +155,40 @@ class _Rows:
         self.cols = [np.concatenate([col, words[:, i]]) for i, col in enumerate(self.cols)]
         self.owner = np.concatenate([self.owner, np.asarray(self._pending_owner, dtype=np.int32)])
         self._pending, self._pending_owner = [], []
+        if len(self._word) < len(self.owner):  # room for what arrives next without growing at every upload
+            size = len(self.owner) + len(self.owner) // 8 + 1024
+            self._word = np.empty(size, dtype=np.uint64)
+            self._head = np.empty(size, dtype=np.uint8)
+            self._second = np.empty(size, dtype=np.uint8)
+            self._hit = np.empty(size, dtype=np.bool_)
 
-    def near(self, hex_hash: str, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-        """(owners, distances) of the rows within `max_distance` of `hex_hash`. The first two words are
-        compared for every row; only rows already within `max_distance` on those (for unrelated photos about
-        64 bits of 128 differ there) get the other two compared: half the work of comparing all four."""
+    def near(self, hex_hashes: Iterable[str], max_distance: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each query hash, (owners, distances) of the rows within `max_distance` of it.
+
+        Per query, the first two words of every row are compared in one vectorised pass (XOR, popcount, add,
+        compare: no Python loop over rows); only rows already within `max_distance` on those 128 bits (for
+        unrelated photos about 64 of them differ, so about one row in 100,000 passes) get the other two
+        compared: half the work of comparing all four."""
         self._flush()
-        query = _words(hex_hash)
-        xor = np.bitwise_xor(self.cols[0], query[0])
-        head = np.bitwise_count(xor)  # uint8: at most 64 + 64
-        np.bitwise_xor(self.cols[1], query[1], out=xor)
-        head += np.bitwise_count(xor)
-        rows = np.flatnonzero(head <= max_distance)
-        distance = head[rows].astype(np.int32)
-        for i in (2, 3):
-            distance += np.bitwise_count(self.cols[i][rows] ^ query[i])
-        keep = distance <= max_distance
-        return self.owner[rows[keep]], distance[keep]
+        n = len(self.owner)
+        word, head, second, hit = self._word[:n], self._head[:n], self._second[:n], self._hit[:n]
+        c0, c1, c2, c3 = self.cols
+        found = []
+        for hex_hash in hex_hashes:
+            q0, q1, q2, q3 = (np.uint64(w) for w in _words(hex_hash))
+            np.bitwise_xor(c0, q0, out=word)
+            np.bitwise_count(word, out=head)  # uint8: at most 64 + 64
+            np.bitwise_xor(c1, q1, out=word)
+            np.bitwise_count(word, out=second)
+            np.add(head, second, out=head)
+            np.less_equal(head, max_distance, out=hit)
+            rows = np.flatnonzero(hit)
+            distance = head[rows].astype(np.int32)
+            distance += np.bitwise_count(c2[rows] ^ q2)
+            distance += np.bitwise_count(c3[rows] ^ q3)
+            keep = distance <= max_distance
+            found.append((self.owner[rows[keep]], distance[keep]))
+        return found
 
 
 class FingerprintIndex:
@@ -219,8 +248,8 @@ class FingerprintIndex:
             return []
         me = self._number[photo_id]
         best: dict[int, int] = {}
-        found = [self._all.near(h, max_distance) for h in fingerprint.primary]
-        found += [self._primary.near(h, max_distance) for h in fingerprint.crops]
+        found = self._all.near(fingerprint.primary, max_distance)
+        found += self._primary.near(fingerprint.crops, max_distance)
         for owners, distances in found:
             for owner, distance in zip(owners.tolist(), distances.tolist(), strict=True):
                 if owner != me and self._quality[owner] >= QUALITY_MIN and distance < best.get(owner, 10**6):

@@ -47,7 +47,7 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from .domain.alerts import overdue_event
-from .domain.positions import position_out
+from .domain.positions import position_frame
 from .domain.zones import zone_feature
 from .errors import ServiceUnavailable, TooManyRequests
 from .live_parts import (
@@ -220,8 +220,8 @@ class Broker:
             return overdue_event(change.data, change.seq)  # who this report is about, not the whole alert
         if coll == "zones" and not seen.get("deleted"):
             return zone_feature(seen)
-        if coll == "positions":
-            return position_out(seen, utc_now().timestamp(), self.ctx.settings.stale_after_minutes * 60)
+        if coll == "positions":  # the latest point only: the track is at GET /officers
+            return position_frame(seen, utc_now().timestamp(), self.ctx.settings.stale_after_minutes * 60)
         return seen
 
     def _deliver(self, event: str) -> None:
@@ -506,7 +506,7 @@ class Broker:
         clock = asyncio.get_running_loop().time
         async with Turn(self._turns) as turn:
             began = clock()
-            for coll, doc in self.ctx.store.event_changes_since(event, since):
+            for coll, doc in self.ctx.store.event_changes_since(event, since, STREAM_COLLS):
                 if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
                     continue  # changed after `start`: it arrives live
                 entries.append((coll, doc))

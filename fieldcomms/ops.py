@@ -114,7 +114,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
             # contacts must not reach the logs.
             fields = {"method": request.method, "route": route, "path": request.path, "status": status,
                       "ms": round(elapsed * 1000, 2), "callsign": viewer.callsign if viewer is not None else None,
-                      "remote": request.remote}
+                      # the client, not the proxy in front (X-Forwarded-For from `trusted_proxies` only)
+                      "remote": client_address(request, request.app[SERVICES].settings.trusted_proxies)}
             access_log.info("%s %s %s", request.method, request.path, status, extra={JSON_FIELDS: fields})
 
 

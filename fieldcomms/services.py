@@ -21,6 +21,7 @@ from .caller import caller_still_valid
 from .config import Settings
 from .domain import map as map_domain
 from .domain import rumours as rumours_domain
+from .domain import similar as similar_domain
 from .domain.alertbook import AlertBook
 from .domain.backlog import ReportBacklog
 from .domain.escalation import Escalation
@@ -76,7 +77,7 @@ class Services:
         self.zones = Zones()
         store.on_apply(self.zones.on_apply, {"zones"})
         self.positions = Positions()
-        store.on_apply(self.positions.on_apply, {"positions"})
+        store.on_apply(self.positions.on_apply, {"positions", "tracks"})
         self.map = map_domain.MapIndex(self)
         store.on_apply(self.map.on_apply, map_domain.POINT_COLLS, loading=False)  # it builds lazily
         self.media = MediaStore(settings.media_path)  # shared by every worker on PostgreSQL
@@ -108,6 +109,7 @@ class Services:
         self.after_retract: list[RetractHook] = [
             lambda update, by: rumours_domain.unlink_retracted(self, update, by)]
         self._fill: asyncio.Task[None] | None = None
+        self._backfill: asyncio.Task[int] | None = None
         # Evidence: the access log's index (GET /audit across events), the originals of uploaded photos (a
         # directory no public route reads), the deployment's signing key (made at first start, once the data
         # directory is locked), and the retention worker (the daily purge, the command line's inbox).
@@ -132,6 +134,8 @@ class Services:
         await self.mail.start()
         # The map's indexes fill in the background once the store is open (a million points take seconds).
         self._fill = asyncio.get_running_loop().create_task(self.map.fill())
+        # Photos stored without a fingerprint get one, in the photo workers, in the background.
+        self._backfill = asyncio.get_running_loop().create_task(similar_domain.backfill(self), name="fp-backfill")
 
     async def shutdown(self) -> None:
         """The server is stopping: end every stream now, so that it stops at once."""
@@ -147,6 +151,10 @@ class Services:
             self._fill.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._fill
+        if self._backfill is not None:
+            self._backfill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._backfill
         await asyncio.to_thread(self.photo_workers.close)
         await self.store.close()
 
@@ -163,10 +171,14 @@ class Services:
         return self.zones.zones_for(event, lat, lon)
 
     def _index_photos(self, coll: str, old: Item | None, new: Item) -> None:
+        old_photos = () if old is None else old.get("photos") or ()
+        new_photos = new.get("photos") or ()
+        if not old_photos and not new_photos:  # most updates: loading a million of them costs nothing here
+            return
         index = self._photo_updates if coll == "updates" else self._photo_reports
-        for photo in (old or {}).get("photos", ()):
+        for photo in old_photos:
             index[photo["id"]].discard(new["id"])
-        for photo in new.get("photos", ()):
+        for photo in new_photos:
             index[photo["id"]].add(new["id"])
 
     def photo_reports(self, photo_id: str) -> Iterable[Item]:

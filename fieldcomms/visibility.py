@@ -206,6 +206,11 @@ def _position(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     return None if viewer is None or "location" not in item else _clean(item)
 
 
+def _track(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
+    # An officer's track (API: at GET /officers, control only); one erased by a purge is seen by no one.
+    return None if viewer is None or not viewer.at_least("control") or "points" not in item else _clean(item)
+
+
 def _alert(item: Item, viewer: Viewer | None, lookup: Lookup) -> Item | None:
     if viewer is None:
         return None
@@ -262,6 +267,7 @@ RULES: dict[str, Callable[[Item, Viewer | None, Lookup], Item | None]] = {
     "reports": _report,
     "zones": _zone,
     "positions": _position,
+    "tracks": _track,
     "alerts": _alert,
     "users": _user,
     "push_subscriptions": _push_subscription,

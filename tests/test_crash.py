@@ -125,8 +125,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def hammer(session: aiohttp.ClientSession, base: str, token: str, worker: int, cycle: int,
-                 acked: dict[str, int], keyed: dict[str, str], stop: asyncio.Event) -> None:
-    """Post as fast as possible until the server dies; record what got a 201."""
+                 acked: dict[str, int], keyed: dict[str, str], stop: asyncio.Event,
+                 first_ack: asyncio.Event | None = None) -> None:
+    """Post as fast as possible until the server dies; record what got a 201 (and set `first_ack` then)."""
     n = 0
     while not stop.is_set():
         n += 1
@@ -148,6 +149,8 @@ async def hammer(session: aiohttp.ClientSession, base: str, token: str, worker: 
         acked[out["id"]] = out["seq"]
         if key is not None:
             keyed[key] = out["id"]
+        if first_ack is not None:
+            first_ack.set()
 
 
 async def check_acknowledged(session: aiohttp.ClientSession, base: str, token: str, acked: dict[str, int],
@@ -203,11 +206,19 @@ async def test_sigkill_mid_write_loses_nothing_acknowledged(tmp_path: Path) -> N
                 assert r.status == 201, await r.text()
 
             for cycle in range(CYCLES):
-                stop = asyncio.Event()
+                stop, first_ack = asyncio.Event(), asyncio.Event()
                 before = set(acked)
-                workers = [asyncio.create_task(hammer(session, server.base, officer, w, cycle, acked, keyed, stop))
+                workers = [asyncio.create_task(hammer(session, server.base, officer, w, cycle, acked, keyed, stop,
+                                                      first_ack))
                            for w in range(CLIENTS)]
-                await asyncio.sleep(rng.uniform(0.3, 1.0))  # let writes pile up, then pull the plug
+                # Let writes pile up, then pull the plug: counted from the cycle's first acknowledgement, so that
+                # a slow start on a loaded machine cannot make a cycle that kills before any post was answered.
+                try:
+                    await asyncio.wait_for(first_ack.wait(), timeout=START_TIMEOUT)
+                except TimeoutError:
+                    raise AssertionError(f"cycle {cycle}: no post acknowledged in {START_TIMEOUT}s:\n"
+                                         f"{server.output()}") from None
+                await asyncio.sleep(rng.uniform(0.3, 1.0))
                 server.kill()
                 stop.set()
                 await asyncio.gather(*workers)

@@ -21,6 +21,7 @@ from PIL import Image
 from fieldcomms import demo
 from fieldcomms.config import Settings
 from fieldcomms.demo import TAG
+from fieldcomms.domain.positions import point_out
 from fieldcomms.keys import SERVICES
 from fieldcomms.store import Store
 from tests.conftest import auth
@@ -163,7 +164,11 @@ async def test_officers_have_positions_the_public_never_sees(client: TestClient,
     ctx = client.app[SERVICES]
     positions = [p for p in ctx.store.all("positions") if p["event"] == TAG]
     assert sorted(p["officer"]["callsign"] for p in positions) == ["SY-1234", "SY-2871", "SY-3310", "SY-4102"]
-    assert all(len(p["track"]) >= 2 and p["track"][-1]["at"] == p["at"] for p in positions)
+    for p in positions:  # each officer's track: its own documents, the newest point where the officer is
+        track = sorted(point for t in ctx.store.all("tracks") if t["officer"]["id"] == p["officer"]["id"]
+                       for point in t["points"])
+        assert len(track) >= 2 and point_out(track[-1])["at"] == p["at"] and "track" not in p
+    assert all(ctx.view("tracks", t, None) is None for t in ctx.store.all("tracks"))
     assert all(ctx.view("positions", p, None) is None for p in positions)
     assert (await client.get(f"/api/v1/events/{TAG}/officers")).status in (401, 404)
     resp = await client.get(f"/api/v1/events/{TAG}/officers", headers=auth(tokens(demo_dir[1])["SY-SILVER"]))
@@ -171,6 +176,7 @@ async def test_officers_have_positions_the_public_never_sees(client: TestClient,
         officers = (await resp.json())["items"]
         assert len(officers) == 4
         assert all(o["stale"] for o in officers)  # a record of 2011, not a live feed
+        assert all(len(o["track"]) >= 2 and o["track"][-1]["at"] == o["at"] for o in officers)
 
 
 async def test_the_feeds_parse_and_every_cap_validates(client: TestClient) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import auth, make_user
@@ -21,6 +22,7 @@ from fieldcomms import fingerprints
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
 from fieldcomms.fingerprints import MATCH_DISTANCE, Fingerprint, FingerprintIndex
+from fieldcomms.keys import SERVICES
 
 Json = dict[str, Any]
 
@@ -213,3 +215,91 @@ async def test_a_reported_screenshot_finds_the_photo_posted_earlier_in_another_e
 async def test_the_limit_is_checked(client: TestClient, officer_token: str, limit: str) -> None:
     resp = await client.get(f"/api/v1/photos/{'a' * 64}/similar?limit={limit}", headers=auth(officer_token))
     assert resp.status == 422
+
+
+# ---- photos stored before fingerprints existed ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["embedded", "pg"])
+async def test_photos_stored_without_a_fingerprint_get_one_at_start_in_the_background(
+        tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    """Photos whose records have no fingerprint (stored before fingerprints existed: here the fingerprints are
+    removed through the store) get one when the server starts, in the photo workers, while it already answers;
+    the result is stored, so the next start does nothing; a stored file that cannot be decoded is recorded as
+    such and not tried again."""
+    database_url = request.getfixturevalue("pg_url") if kind == "pg" else ""
+    settings = Settings(data_dir=str(tmp_path / "data"), fsync=False, demo_admin=False, database_url=database_url)
+    original = scene(21, (1200, 900))
+    async with TestClient(TestServer(create_app(settings))) as client:
+        officer = await make_user(client.app, "officer", "PC1")
+        posted = (await upload(client, officer, jpeg(original, 92)))["id"]
+        copy = (await upload(client, officer, jpeg(original.resize((400, 300)), 40)))["id"]
+        other = (await upload(client, officer, jpeg(scene(22), 92)))["id"]
+        damaged = (await upload(client, officer, jpeg(scene(23), 92)))["id"]
+        assert [i["photo"]["id"] for i in (await (await client.get(
+            f"/api/v1/photos/{posted}/similar", headers=auth(officer))).json())["items"]] == [copy]
+        store = client.app[SERVICES].store
+        for photo_id in (posted, copy, other, damaged):
+            doc = store.get("photos", photo_id)
+            assert doc is not None and doc["_fingerprint"]
+            await store.append("photo", "photos", {k: v for k, v in doc.items() if k != "_fingerprint"})
+    (settings.media_path / damaged[:2] / damaged).write_bytes(b"not a picture any more")
+
+    async with TestClient(TestServer(create_app(settings))) as client:
+        services = client.app[SERVICES]
+        # Ready at once: the backfill runs in the background (it has not finished when the server answers).
+        assert (await client.get("/healthz")).status == 200
+        officer = await make_user(client.app, "officer", "PC2")
+        task = services._backfill
+        assert task is not None and not task.done()
+        assert await task == 3
+        items = (await (await client.get(f"/api/v1/photos/{posted}/similar", headers=auth(officer))).json())["items"]
+        assert [i["photo"]["id"] for i in items] == [copy]
+        items = (await (await client.get(f"/api/v1/photos/{copy}/similar", headers=auth(officer))).json())["items"]
+        assert [i["photo"]["id"] for i in items] == [posted]
+        for photo_id in (posted, copy, other):
+            assert services.store.get("photos", photo_id)["_fingerprint"]["primary"]
+        broken = services.store.get("photos", damaged)
+        assert broken["_fingerprint"] is None and broken["_fingerprint_error"]
+        seq = services.store.last_seq
+
+    async with TestClient(TestServer(create_app(settings))) as client:
+        services = client.app[SERVICES]
+        assert services._backfill is not None and await services._backfill == 0  # done once
+        assert services.store.last_seq == seq
+        officer = await make_user(client.app, "officer", "PC3")
+        items = (await (await client.get(f"/api/v1/photos/{posted}/similar", headers=auth(officer))).json())["items"]
+        assert [i["photo"]["id"] for i in items] == [copy]
+
+
+async def test_two_workers_on_postgresql_fingerprint_each_stored_photo_once(tmp_path: Path, pg_url: str) -> None:
+    """Two servers on one PostgreSQL database (and one media directory) start together with six photos lacking
+    fingerprints: each photo's record gets exactly one new version between them (compare-and-set), and both
+    servers' indexes know every fingerprint."""
+    def settings_for(name: str) -> Settings:
+        return Settings(data_dir=str(tmp_path / name), media_dir=str(tmp_path / "media"), fsync=False,
+                        demo_admin=False, database_url=pg_url)
+
+    async with TestClient(TestServer(create_app(settings_for("a")))) as client:
+        officer = await make_user(client.app, "officer", "PC1")
+        ids = [(await upload(client, officer, jpeg(scene(40 + n), 90)))["id"] for n in range(6)]
+        store = client.app[SERVICES].store
+        for photo_id in ids:
+            doc = store.get("photos", photo_id)
+            assert doc is not None
+            await store.append("photo", "photos", {k: v for k, v in doc.items() if k != "_fingerprint"})
+        stripped_at = store.last_seq
+
+    async with TestClient(TestServer(create_app(settings_for("a")))) as one, \
+            TestClient(TestServer(create_app(settings_for("b")))) as two:
+        tasks = [c.app[SERVICES]._backfill for c in (one, two)]
+        assert all(t is not None for t in tasks)
+        counts = [await t for t in tasks if t is not None]
+        assert sum(counts) == len(ids), counts
+        for c in (one, two):
+            await c.app[SERVICES].store.catch_up()  # type: ignore[attr-defined]
+            assert all(c.app[SERVICES].fingerprints.get(photo_id) is not None for photo_id in ids)
+        with psycopg.connect(pg_url) as conn:
+            rows = conn.execute("SELECT id, count(*) FROM fc_changes WHERE coll = 'photos' AND seq > %s GROUP BY id",
+                                (stripped_at,)).fetchall()
+        assert sorted(rows) == sorted((photo_id, 1) for photo_id in ids), rows

@@ -11,21 +11,25 @@ import time
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
+from answer import ok
 from conftest import auth, make_user
 from procs import free_port
 
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
+from fieldcomms.keys import SERVICES
 
 Json = dict[str, Any]
 TAG = "replies"
 CLAIM = "Police snipers are on the roofs of Fargate"
+ANSWER = 'There are no snipers. The roofs of Fargate, photographed at 10:05 <from the Town Hall> & the "car park".'
 
 
 class Inbox:
@@ -57,12 +61,6 @@ def settings_for(tmp_path: Path, smtp_port: int | None, retry_minutes: float = 6
                     smtp_url=f"smtp://127.0.0.1:{smtp_port}" if smtp_port else "", mail_from="desk@police.example",
                     mail_retry_minutes=retry_minutes, base_url="https://fieldcomms.example",
                     report_rate_per_minute=6000, report_burst=100)
-
-
-async def ok(resp: Any, status: int = 200) -> Json:
-    assert resp.status == status, await resp.text()
-    body: Json = await resp.json()
-    return body
 
 
 async def setup_event(client: TestClient) -> tuple[dict[str, str], Json]:
@@ -112,7 +110,7 @@ async def inbox() -> AsyncIterator[tuple[Inbox, int]]:
     await asyncio.to_thread(controller.stop)
 
 
-async def test_each_counted_reporter_gets_one_plain_message_with_the_verdict(
+async def test_each_counted_reporter_gets_one_message_in_plain_text_and_html_with_the_verdict(
         tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
     box, port = inbox
     async with TestClient(TestServer(create_app(settings_for(tmp_path, port)))) as client:
@@ -128,8 +126,7 @@ async def test_each_counted_reporter_gets_one_plain_message_with_the_verdict(
 
         started = time.monotonic()
         answered = await ok(await client.post(f"/api/v1/rumours/{rumour['id']}/rebuttals", json={
-            "verdict": "false", "text": "There are no snipers. The roofs of Fargate, photographed at 10:05."},
-            headers=auth(officer)), 201)
+            "verdict": "false", "text": ANSWER}, headers=auth(officer)), 201)
         assert answered["status"] == "false" and time.monotonic() - started < 2.0
 
         await wait_for(lambda: _async(len(box.messages) >= 2))
@@ -142,12 +139,27 @@ async def test_each_counted_reporter_gets_one_plain_message_with_the_verdict(
             assert msg["Subject"] == f"FALSE: {CLAIM}"
             assert msg["Auto-Submitted"] == "auto-generated"
             assert msg["Message-ID"] and msg["Date"]
-            assert msg.get_content_type() == "text/plain"
-            text = msg.get_content()
+            # Plain text, and an HTML alternative of the same message.
+            assert msg.get_content_type() == "multipart/alternative"
+            parts = [part.get_content_type() for part in msg.iter_parts()]
+            assert parts == ["text/plain", "text/html"], parts
+            text = body_of(msg, "plain")
             assert "Our answer: FALSE" in text and "this claim is false" in text
-            assert "There are no snipers. The roofs of Fargate, photographed at 10:05." in text
-            assert f"https://fieldcomms.example/events/{TAG}/rumours#rumour-{rumour['id']}" in text
+            assert ANSWER in " ".join(text.split())
+            board = f"https://fieldcomms.example/events/{TAG}/rumours#rumour-{rumour['id']}"
+            assert board in text
             assert CLAIM in " ".join(text.split())
+            page = body_of(msg, "html")
+            seen = Page()
+            seen.feed(page)
+            words = " ".join(" ".join(seen.text).split())
+            assert "Our answer: FALSE." in words and "this claim is false" in words
+            assert ANSWER in words and CLAIM in words  # what a mail reader shows, special characters and all
+            assert board in seen.links
+            # The answer's HTML special characters arrive escaped: as text, never as markup.
+            assert "&lt;from the Town Hall&gt; &amp; the &quot;car park&quot;" in page
+            assert "<from" not in page and seen.tags <= {"html", "head", "meta", "title", "body", "p", "blockquote",
+                                                          "strong", "br", "a"}, seen.tags
         for rep in (jo, sam):
             reply = await wait_for(lambda rep=rep: _sent(client, control, rep))
             assert set(reply) == {"status", "at"}
@@ -168,7 +180,31 @@ async def test_each_counted_reporter_gets_one_plain_message_with_the_verdict(
         await wait_for(lambda: _async(len(box.messages) == 3))
         await asyncio.sleep(0.3)
         assert len(box.messages) == 3 and box.messages[-1][0] == ["late@example.org"]
-        assert "Still no snipers." in box.messages[-1][1].get_content()
+        assert "Still no snipers." in body_of(box.messages[-1][1], "plain")
+
+
+def body_of(msg: EmailMessage, subtype: str) -> str:
+    part = msg.get_body(preferencelist=(subtype,))
+    assert part is not None and part.get_content_type() == f"text/{subtype}", subtype
+    content: str = part.get_content()  # type: ignore[attr-defined]
+    return content
+
+
+class Page(HTMLParser):
+    """The HTML part as a mail reader renders it: its text, its links and which tags it uses."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.links: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.links += [v for k, v in attrs if k == "href" and v]
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
 
 
 async def _async(value: Any) -> Any:
@@ -252,6 +288,47 @@ async def test_a_message_waiting_when_the_server_stops_is_sent_after_it_starts(t
             assert reply["status"] == "sent"
             rcpts, msg = box.messages[0]
             assert rcpts == ["jo@example.org"] and msg["Subject"] == f"MISLEADING: {CLAIM}"
-            assert "Officers on a roof, yes; snipers, no." in msg.get_content()
+            assert "Officers on a roof, yes; snipers, no." in body_of(msg, "plain")
+    finally:
+        await asyncio.to_thread(controller.stop)
+
+
+@pytest.mark.parametrize("handing", [False, True])
+async def test_a_claim_left_by_a_crash_is_sent_if_never_handed_over_and_failed_if_it_was(
+        tmp_path: Path, handing: bool) -> None:
+    """The embedded store: a message found claimed when the server starts was being sent when the last one
+    died. Claimed but not yet handed to the SMTP server: nothing left, so it is sent now (once). Being handed
+    over: the server may have it, so it is failed and never sent again."""
+    port = free_port()  # nothing listens yet: the message stays pending
+    async with TestClient(TestServer(create_app(settings_for(tmp_path, port)))) as client:
+        tokens, rumour = await setup_event(client)
+        rep = await report(client, "snipers on the roofs", "jo@example.org")
+        await count(client, tokens["officer"], rumour["id"], rep)
+        await ok(await client.post(f"/api/v1/rumours/{rumour['id']}/rebuttals", json={
+            "verdict": "false", "text": "No snipers."}, headers=auth(tokens["officer"])), 201)
+
+        async def tried() -> bool:
+            reply = await reply_of(client, tokens["control"], rep)
+            return reply is not None and reply.get("error") is not None
+
+        await wait_for(tried)  # the next try is 10 s away: time to leave a claim as a crash would
+        store = client.app[SERVICES].store
+        doc = store.get("mail", f"{rep}:{rumour['id']}")
+        assert doc is not None and doc["status"] == "pending" and not doc["in_flight"]
+        await store.append("mail", "mail", {**doc, "in_flight": True, "handing": handing, "claimed_by": "gone/1",
+                                            "lease_until": time.time() + 3600, "attempts": doc["attempts"] + 1})
+        control = tokens["control"]
+    box = Inbox()
+    controller = await smtp_server(box, port)
+    try:
+        async with TestClient(TestServer(create_app(settings_for(tmp_path, port)))) as client:
+            reply = await wait_for(lambda: _settled(client, control, rep))
+            await asyncio.sleep(0.5)
+            if handing:
+                assert reply["status"] == "failed" and "not sent again" in reply["error"], reply
+                assert box.messages == [] and box.attempts == 0
+            else:
+                assert reply["status"] == "sent", reply
+                assert [rcpts for rcpts, _ in box.messages] == [["jo@example.org"]]
     finally:
         await asyncio.to_thread(controller.stop)

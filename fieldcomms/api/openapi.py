@@ -27,7 +27,8 @@ Extensions:
 - The stream tells whoever could see an item that it went: `update-retracted` and `zone-deleted` carry a tombstone
   (`id`, `event`, `seq`), and a rumour that leaves the public board is sent to the public as a `rumour` event
   with `{"id", "event", "seq", "withdrawn": true}`.
-- Positions keep a short `track` (the last 20 points); `GET /officers` shows it to control.
+- Every position reported is kept in the officer's `track` (its own collection); `GET /officers` shows it to
+  control (`track=N`: the newest N points only). A stream `position` frame is the latest point only.
 - `POST /alerts` answers with the whole alert (a superset of `{id, recipients}`); control lists acks at
   `GET /api/v1/alerts/{id}`.
 - The map's FeatureCollection carries `last_seq`; naming the `officers` layer without the control role is 401/403.

@@ -1,4 +1,5 @@
-"""Officer positions: POST /positions, GET /officers (control), GET /officers/nearby (officers)."""
+"""Officer positions: POST /positions, GET /officers (control, with each officer's track), GET /officers/nearby
+(officers)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from ..auth import require
 from ..domain import alerts
 from ..domain import positions as domain
 from ..domain.events import get_event, open_event
-from .common import ctx_of, float_param, json_response, read_json
+from .common import ctx_of, float_param, int_param, json_response, read_json
 from .spec import op, path, query, ref
 
 routes = web.RouteTableDef()
@@ -30,7 +31,7 @@ async def officers(request: web.Request) -> web.Response:
     viewer = require(request, "control")
     ctx = ctx_of(request)
     event = get_event(ctx, request.match_info["tag"])
-    items = domain.officers(ctx, event["tag"], viewer)
+    items = domain.officers(ctx, event["tag"], viewer, int_param(request, "track", lo=0))
     return json_response({"items": items, "last_seq": ctx.store.last_seq})
 
 
@@ -57,19 +58,23 @@ OPENAPI = {
                    description="`at` (RFC 3339) is when the handset took the position; it defaults to now, and a "
                                "time in the future is taken as now, so that a handset clock running fast cannot "
                                "pin the officer in place. A report older than the latest one (from a handset's "
-                               "offline queue) does not move the officer but joins the track, which keeps the "
-                               f"last {domain.TRACK_MAX} positions in time order. No `Idempotency-Key` is "
-                               "needed: repeating a report changes nothing. 409 if the event is closed. "
-                               "Positions are never visible to the public."),
+                               "offline queue) does not move the officer but joins the track, which keeps "
+                               "every position reported, in time order. No `Idempotency-Key` is needed: "
+                               "repeating a report changes nothing. 409 if the event is closed. Positions are "
+                               "never visible to the public. The stream's `position` event (control) is the "
+                               "latest point only, `{officer, location, at, stale}`, sent when the officer "
+                               "moves; a late report adds to the track without one."),
     },
     "/api/v1/events/{tag}/officers": {
         "get": op("Where every officer is: the latest position of each, with its track.", role="control",
-                  params=[path("tag")],
+                  params=[path("tag"), query("track", {"type": "integer", "minimum": 0},
+                                             "Only the newest N points of each track (0: none); default all.")],
                   schema={"type": "object", "required": ["items", "last_seq"], "properties": {
                       "items": {"type": "array", "items": OFFICER_ITEM}, "last_seq": {"type": "integer"}}},
                   description="Ordered by callsign. `stale` is true when `at` is older than "
                               "`stale_after_minutes` (default 5), decided at the time of the request. "
-                              "`track` (an extension) is the officer's last positions, oldest first."),
+                              "`track` (an extension) is every position the officer reported in the event, "
+                              "oldest first (kept in a collection of its own; erased by the retention purge)."),
     },
     "/api/v1/events/{tag}/officers/nearby": {
         "get": op("Other officers near a place, nearest first.", role="officer", params=[

@@ -239,7 +239,7 @@ SCHEMAS.update({
     "OfficerPosition": {"type": "object", "required": ["officer", "location", "at", "stale"], "properties": {
         "id": {"type": "string"}, "seq": {"type": "integer"}, "event": {"type": "string"}, "officer": WHO,
         "location": LOCATION_OUT, "at": TIME, "stale": {"type": "boolean"},
-        "track": {"type": "array", "maxItems": 20, "items": _TRACK_POINT}}},
+        "track": {"type": "array", "items": _TRACK_POINT}}},
     "NearbyOfficer": {"type": "object", "required": ["officer", "location", "at", "distance_m"], "properties": {
         "officer": WHO, "location": LOCATION_OUT, "at": TIME, "distance_m": {"type": "number", "minimum": 0}}},
     "AlertCreate": {"type": "object", "required": ["text", "location", "radius_m"], "additionalProperties": False,

@@ -41,8 +41,9 @@ and of the frame cropped by 2.5, 5 and 7.5% on each side; `distance` is the smal
 the two photos' fingerprints (0 = identical), and photos within {MATCH_DISTANCE} are listed, most similar first,
 at most `limit` (default 20, at most {LIMIT_MAX}). A photo with too little structure to fingerprint reliably
 (PDQ quality under 50: flat or nearly flat pictures) matches nothing. `first_seen_at` is when that photo was
-first uploaded; `seen_in` lists the updates and reports carrying it that the caller may see. Photos uploaded
-before fingerprints existed have none and match nothing. `404` for an unknown photo."""
+first uploaded; `seen_in` lists the updates and reports carrying it that the caller may see. A photo stored
+without a fingerprint (before fingerprints existed) matches nothing until the server, at its next start,
+fingerprints it in the background. `404` for an unknown photo."""
 
 OPENAPI = {
     "/api/v1/photos/{id}/similar": {

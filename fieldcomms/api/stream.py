@@ -45,7 +45,8 @@ DESCRIPTION = f"""\
 Server-Sent Events. The stream opens with `retry: 3000`. Each event's `event:` is what happened (`update`,
 `update-retracted`, `rumour`, `zone`, `zone-deleted`, `position`, `alert`, `alert-overdue`, `decision`, or `reset`), `id:` is the change's
 `seq`, and `data:` is one line of JSON: the item as the caller may see it (as its own GET returns it: a zone is a
-GeoJSON Feature, a position an item of `GET /officers`).
+GeoJSON Feature; a position is the latest point only, `{{officer, location, at, stale}}`, a few hundred bytes:
+the track is at `GET /officers`).
 
 Who receives what: the public, public data only (no token needed); officers, what they may see, alerts sent to
 them, but no positions and no decisions; control, everything (a `decision` is a new decision log entry). The

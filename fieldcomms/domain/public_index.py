@@ -31,16 +31,22 @@ class PublicUpdates:
     def _apply(self, coll: str, old: Doc | None, new: Doc) -> None:
         if new.get("visibility") != "public":
             return
+        # On the path of every load of a million updates: SeqLog.append inlined, the two keys built once.
         event = new.get("event") or ""
+        seq, item_id = new["seq"], new["id"]
         replaced = old is not None and old.get("visibility") == "public"
-        for kind in (ALL, new.get("kind") or "info"):
-            log_ = self._logs.get((event, kind))
+        logs = self._logs
+        for key in ((event, ALL), (event, new.get("kind") or "info")):
+            log_ = logs.get(key)
             if log_ is None:
-                log_ = self._logs[(event, kind)] = SeqLog()
-            log_.append(new["seq"], new["id"], replaced=replaced)
-            if replaced and not new["seq"] & 1023 and log_.needs_compaction():
+                log_ = logs[key] = SeqLog()
+            log_.seqs.append(seq)
+            log_.ids.append(item_id)
+            if not replaced:
+                log_.live += 1
+            elif not seq & 1023 and log_.needs_compaction():
                 log_.compact(self._current_seq)
-        self._version[event] = new["seq"]
+        self._version[event] = seq
 
     def _current_seq(self, item_id: str) -> int | None:
         doc = self._store.get(UPDATES, item_id)

@@ -1,6 +1,6 @@
 """Purging an event's personal data once it is no longer needed (retention), and the server's daily check.
 
-What goes: officers' positions and tracks (the whole documents), reports' `contact`, and the original photos
+What goes: officers' positions and tracks (the whole documents, every track point), reports' `contact`, and the original photos
 of the event's updates and reports (the files). What stays: updates, rumours, decisions, alerts, the access log,
 and the stripped photos the updates show. `Store.redact` erases the documents' bytes from every file on disk,
 leaving their digests, so the chain still verifies. Every purge is in the access log (`event.purge`).
@@ -60,6 +60,8 @@ async def purge_event(ctx: Services, tag: str, actor: Viewer | Doc, reason: str)
     items: list[tuple[str, str, list[str] | None]] = []
     positions = [d for d in store.oldest_first("positions", tag) if d is not None and not d.get("_redacted")]
     items += [("positions", d["id"], None) for d in positions]
+    # Every track document (ten minutes of an officer's points each, positions.py).
+    items += [("tracks", d["id"], None) for d in store.oldest_first("tracks", tag) if d is not None and "points" in d]
     reports = [d for d in store.oldest_first("reports", tag) if d is not None and d.get("contact")]
     items += [("reports", d["id"], ["contact"]) for d in reports]
     photos = [p for p in _photo_ids(ctx, tag) if not _used_elsewhere(ctx, p, tag)]

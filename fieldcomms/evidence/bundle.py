@@ -30,6 +30,7 @@ from xml.sax.saxutils import escape
 
 import orjson
 
+from ..domain.positions import point_out
 from ..geo import zone_to_feature
 from ..model import now_str
 from ..store import Store
@@ -180,9 +181,10 @@ def _journal_lines(data_dir: Path) -> Iterator[bytes]:
 
 
 def recorded_positions(data_dir: Path, store: Store, tag: str) -> list[list[Any]]:
-    """Every position recorded for the event that the data directory still holds: each version of each
-    officer's position document in the journal (each carries the newest points of the officer's track), and
-    the current documents. Purged events have none: the purge erased them everywhere."""
+    """Every position recorded for the event that the data directory still holds: every point of every track
+    document (`tracks`, domain/positions.py), and each version of each officer's position document in the journal (those
+    written before tracks had their own collection carry the newest points of the officer's track). Purged
+    events have none: the purge erased them everywhere."""
     seen: set[tuple[Any, ...]] = set()
     rows: list[list[Any]] = []
 
@@ -208,6 +210,9 @@ def recorded_positions(data_dir: Path, store: Store, tag: str) -> list[list[Any]
             take(record["data"])
     for doc in _event_docs(store, "positions", tag):
         take(doc)
+    for doc in _event_docs(store, "tracks", tag):
+        if "points" in doc:
+            take({"officer": doc.get("officer"), "track": [point_out(p) for p in doc["points"]]})
     rows.sort(key=lambda r: (str(r[2]), str(r[1])))
     return rows
 

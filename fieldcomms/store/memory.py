@@ -114,8 +114,11 @@ class MemoryView:
         log_ = self._logs.get((coll, event))
         if log_ is None:
             log_ = self._logs[(coll, event)] = SeqLog()
-        log_.append(seq, doc_id, replaced=old is not None)
-        if old is not None and not seq & 1023 and log_.needs_compaction():
+        log_.seqs.append(seq)  # SeqLog.append, inlined: this runs for every document a load reads
+        log_.ids.append(doc_id)
+        if old is None:
+            log_.live += 1
+        elif not seq & 1023 and log_.needs_compaction():
             log_.compact(lambda i: self._current_seq(coll, i))
         for name, key in self._unique_fns.get(coll, ()):
             index = self._unique[(coll, name)]
@@ -176,14 +179,19 @@ class MemoryView:
         return sum(log_.changed_after_at_least(since) for (coll, ev), log_ in self._logs.items()
                    if ev == event and coll in wanted)
 
-    def event_changes_since(self, event: str, since: int) -> Iterator[tuple[str, Doc]]:
-        """(coll, current doc) of every item of the event whose latest change is after `since`, in seq order.
-        Older versions were replaced, so a replay from here carries each item's newest state once."""
+    def event_changes_since(self, event: str, since: int, colls: Iterable[str] | None = None) -> Iterator[tuple[str, Doc]]:
+        """(coll, current doc) of every item of the event whose latest change is after `since`, in seq order,
+        of the collections `colls` only if given (a stream replay must not walk an event's track points: one
+        document per position reported). Older versions were replaced, so a replay from here carries each
+        item's newest state once."""
+        wanted = None if colls is None else frozenset(colls)
+
         def changes(coll: str, log_: SeqLog) -> Iterator[tuple[int, str, str]]:
             for seq, doc_id in log_.changes_since(lambda i: self._current_seq(coll, i), since):
                 yield seq, coll, doc_id
 
-        merged = heapq.merge(*[changes(coll, log_) for (coll, ev), log_ in self._logs.items() if ev == event])
+        merged = heapq.merge(*[changes(coll, log_) for (coll, ev), log_ in self._logs.items()
+                               if ev == event and (wanted is None or coll in wanted)])
         for _seq, coll, doc_id in merged:
             yield coll, self._table(coll).raw_get(doc_id)
 

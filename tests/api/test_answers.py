@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from answer import ok, problem
 from conftest import auth, make_user
 from sse import SSEReader
 
@@ -17,19 +18,6 @@ Json = dict[str, Any]
 TAG = "approvals"
 RUMOURS = f"/api/v1/events/{TAG}/rumours"
 UPDATES = f"/api/v1/events/{TAG}/updates"
-
-
-async def ok(resp: Any, status: int = 200) -> Json:
-    assert resp.status == status, await resp.text()
-    body: Json = await resp.json()
-    return body
-
-
-async def problem(resp: Any, status: int) -> Json:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body: Json = await resp.json()
-    return body
 
 
 @pytest.fixture

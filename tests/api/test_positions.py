@@ -3,6 +3,9 @@ recipients and acknowledgements."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import auth
 from geopy.distance import geodesic
+
+from fieldcomms.keys import SERVICES
+from fieldcomms.visibility import Viewer, view
 
 TAG = "libdempolicing"
 POSITIONS = f"/api/v1/events/{TAG}/positions"
@@ -87,14 +93,130 @@ async def test_a_late_report_joins_the_track_but_does_not_move_the_officer(
                                                            (53.3802, -1.4712)]
 
 
-async def test_the_track_keeps_the_last_twenty(
+async def test_the_track_keeps_every_point_in_time_order(
     client: TestClient, officer_token: str, control_token: str, event: Json
 ) -> None:
     for i in range(25):
         await report(client, officer_token, (53.38 + i / 10000, -1.47), at=ago(25 - i))
     [me] = await officers(client, control_token)
-    assert len(me["track"]) == 20
+    assert [t["lat"] for t in me["track"]] == [53.38 + i / 10000 for i in range(25)]
+    assert 3 <= client.app[SERVICES].store.count("tracks") <= 4  # 25 minutes: in ten-minute documents
     assert me["track"][-1]["lat"] == me["location"]["lat"] == 53.38 + 24 / 10000
+    newest = await (await client.get(OFFICERS, params={"track": "3"}, headers=auth(control_token))).json()
+    assert newest["items"][0]["track"] == me["track"][-3:]
+    none = await (await client.get(OFFICERS, params={"track": "0"}, headers=auth(control_token))).json()
+    assert none["items"][0]["track"] == [] and none["items"][0]["location"] == me["location"]
+    assert (await client.get(OFFICERS, params={"track": "-1"}, headers=auth(control_token))).status == 422
+
+
+async def test_a_repeated_report_stores_nothing_and_tracks_are_their_own_documents(
+    client: TestClient, officer_token: str, control_token: str, event: Json
+) -> None:
+    store = client.app[SERVICES].store
+    when = ago(2)
+    await report(client, officer_token, (53.3801, -1.4711), at=when, accuracy_m=5)
+    seq = store.last_seq
+    await report(client, officer_token, (53.3801, -1.4711), at=when, accuracy_m=5)  # a handset's retry
+    assert store.last_seq == seq
+    [pos] = [d for d in store.all("positions")]
+    assert "track" not in pos  # the position is the latest point only: a small row
+    [bucket] = [d for d in store.all("tracks")]  # ten minutes of the officer's points, compact
+    when_ms = round(datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp() * 1000)
+    assert (bucket["event"], bucket["officer"]["callsign"], bucket["points"]) == \
+        (TAG, "officer1", [[when_ms, 53.3801, -1.4711, 5]])
+    assert bucket["id"] == f"trk_{TAG}_{pos['officer']['id']}_{when_ms // 600_000 * 600_000}"
+    # Nobody but control sees a track, and never the public (visibility decides, as for everything).
+    assert view("tracks", bucket, None) is None
+    officer = Viewer(id=pos["officer"]["id"], callsign="officer1", role="officer", name="o")
+    assert view("tracks", bucket, officer) is None
+    control = Viewer(id="c", callsign="c", role="control", name="c")
+    assert view("tracks", bucket, control) is not None
+
+
+async def test_a_stream_position_frame_is_the_latest_point_only_after_1000_positions(
+    client: TestClient, officer_token: str, control_token: str, event: Json
+) -> None:
+    """API: a `position`'s data is `{"officer", "location", "at", "stale"}`, a few hundred bytes, however long
+    the track: the track is at GET /officers. Target: a whole frame (id, event, data lines) <= 400 bytes."""
+    stream = await client.get(f"/api/v1/events/{TAG}/stream", headers=auth(control_token))
+    assert stream.status == 200
+    assert await stream.content.readuntil(b"\n\n") == b"retry: 3000\n\n"
+    public = await client.get(f"/api/v1/events/{TAG}/stream")
+    assert await public.content.readuntil(b"\n\n") == b"retry: 3000\n\n"
+    start = datetime.now(UTC) - timedelta(seconds=1100)  # the newest point 100 s old: fresh
+
+    def point(i: int) -> tuple[tuple[float, float], str]:
+        return ((53.38 + i / 100000, -1.47 - i / 100000),
+                (start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    frames: list[bytes] = []
+
+    async def read() -> None:
+        while True:
+            frame = await stream.content.readuntil(b"\n\n")
+            if frame.startswith(b":"):
+                continue  # a keep-alive
+            frames.append(frame)
+            if len(frames) == 1000:
+                return
+
+    reader = asyncio.create_task(read())
+    for i in range(1000):
+        where, at = point(i)
+        await report(client, officer_token, where, at=at, accuracy_m=12.5)
+    late, late_at = (53.3, -1.4), (start - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await report(client, officer_token, late, at=late_at)  # from an offline queue: no frame, joins the track
+    await asyncio.wait_for(reader, 30)
+    assert all(f.startswith(b"id: ") and b"\nevent: position\ndata: " in f for f in frames)
+    sizes = [len(f) for f in frames]
+    assert max(sizes) <= 400, max(sizes)
+    last = frames[-1].split(b"\ndata: ", 1)[1]
+    data = json.loads(last)
+    assert set(data) == {"officer", "location", "at", "stale"}
+    assert set(data["officer"]) == {"id", "callsign"} and data["officer"]["callsign"] == "officer1"
+    assert data["location"] == {"lat": point(999)[0][0], "lon": point(999)[0][1], "accuracy_m": 12.5,
+                                "source": "device"}
+    assert data["at"] == point(999)[1] and data["stale"] is False
+    # The late report sent nothing (it moved no one), and the public got no position at all.
+    post = await client.post(f"/api/v1/events/{TAG}/updates", json={"text": "public now", "visibility": "public"},
+                             headers=auth(officer_token))
+    assert post.status == 201
+    frame = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 5)
+    while frame.startswith(b":"):
+        frame = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 5)
+    assert b"event: update\n" in frame
+    frame = await asyncio.wait_for(public.content.readuntil(b"\n\n"), 5)
+    while frame.startswith(b":"):
+        frame = await asyncio.wait_for(public.content.readuntil(b"\n\n"), 5)
+    assert b"event: update\n" in frame and b"position" not in frame
+    stream.close()
+    public.close()
+    # The whole track is at GET /officers: 1,001 points in time order, the late one first.
+    [me] = await officers(client, control_token)
+    assert len(me["track"]) == 1001
+    assert (me["track"][0]["lat"], me["track"][0]["at"]) == (late[0], late_at)
+    assert [(t["lat"], t["lon"]) for t in me["track"][1:]] == [point(i)[0] for i in range(1000)]
+    assert me["location"]["lat"] == point(999)[0][0]
+
+
+async def test_a_position_stored_with_its_track_inside_moves_the_points_out(
+    client: TestClient, officer_token: str, control_token: str, event: Json
+) -> None:
+    """A position document written before tracks had their own collection carried the last 20 points: the
+    officer's next report moves them into `tracks`, and GET /officers shows them all."""
+    store = client.app[SERVICES].store
+    me = await (await client.get("/api/v1/me", headers=auth(officer_token))).json()
+    old = [{"lat": 53.37, "lon": -1.46, "at": ago(10 - k)} for k in range(3)]
+    legacy = {"id": f"pos_{TAG}_{me['id']}", "event": TAG, "officer": {"id": me["id"], "callsign": "officer1"},
+              "location": {"lat": 53.37, "lon": -1.46, "source": "device"}, "at": old[-1]["at"],
+              "received_at": old[-1]["at"], "track": old,
+              "_at": datetime.fromisoformat(old[-1]["at"].replace("Z", "+00:00")).timestamp()}
+    await store.append("position", "positions", legacy)
+    await report(client, officer_token, (53.371, -1.461))
+    [item] = await officers(client, control_token)
+    assert [t["at"] for t in item["track"]][:3] == [p["at"] for p in old] and len(item["track"]) == 4
+    assert "track" not in store.get("positions", legacy["id"])
+    assert sum(len(t["points"]) for t in store.all("tracks")) == 4
 
 
 async def test_a_time_in_the_future_counts_as_now(
@@ -254,3 +376,77 @@ async def test_alert_list_extension_control_sees_all_officers_their_own(client, 
     other = await (await client.get(f"/api/v1/events/{tag}/alerts", headers=auth(far))).json()
     assert other["items"] == []
     assert (await client.get(f"/api/v1/events/{tag}/alerts")).status == 401
+
+
+def test_the_largest_possible_position_frame_is_within_400_bytes() -> None:
+    """The frame's size depends only on its fields' lengths: the longest callsign (32), a 12-digit seq, times
+    with milliseconds and coordinates and an accuracy at full float precision still fit in 400 bytes."""
+    from fieldcomms.domain.positions import position_frame
+    from fieldcomms.live_parts import sse_frame
+
+    seen = {"id": "pos_" + "e" * 64 + "_usr_" + "x" * 22, "seq": 10**12, "event": "e" * 64,
+            "officer": {"id": "usr_" + "x" * 22, "callsign": "A" * 32},
+            "location": {"lat": -89.12345678901234, "lon": -179.12345678901234, "accuracy_m": 12345.678901234567,
+                         "source": "device"},
+            "at": "2026-12-06T08:33:37.123Z"}
+    frame = sse_frame("position", 10**12 - 1, position_frame(seen, 0.0, 300.0))
+    assert len(frame) <= 400, len(frame)
+    assert frame.count(b"\n") == 4 and frame.endswith(b"\n\n")
+
+
+async def test_a_stream_replay_does_not_walk_the_track_points(aiohttp_client: Any, tmp_path: Any) -> None:
+    """Tracks are documents of the event (`tracks`, ten minutes of an officer's points each), so a long event
+    holds far more of them than of anything streamed (10,000 officers for 12 hours: 720,000). A replay
+    (`since=0`, a control room reconnecting, or any public client) walks only the collections the stream
+    carries: with 300,000 track documents it starts at once, where walking them held the server's loop for
+    over a second."""
+    from fieldcomms.app import create_app
+    from fieldcomms.config import Settings
+    from tests.conftest import make_user
+
+    # A ring of one change: the replay comes from the store, as after a restart or a long absence.
+    app = create_app(Settings(data_dir=str(tmp_path / "data"), fsync=False, demo_admin=False, sse_ring_size=1))
+    client = await aiohttp_client(app)
+    control = await make_user(app, "control", "control1")
+    resp = await client.post("/api/v1/events", json={"tag": TAG, "title": "t", "status": "live"},
+                             headers=auth(control))
+    assert resp.status == 201
+    store = app[SERVICES].store
+    officer = {"id": "usr_replay", "callsign": "SY-1"}
+    for batch in range(30):
+        points = [{"id": f"trk_{TAG}_usr_replay_{batch}_{k}", "event": TAG, "officer": officer,
+                   "points": [[1767225600000 + (batch * 10_000 + k) * 600_000, 53.38, -1.47, None]]}
+                  for k in range(10_000)]
+        await store.append("track", "tracks", points[0], aux=lambda _s, rest=points[1:]: [("tracks", t) for t in rest])
+    assert store.count("tracks") == 300_000
+    for who in ("usr_replay", "usr_other"):
+        await store.append("position", "positions", {
+            "id": f"pos_{TAG}_{who}", "event": TAG, "officer": {**officer, "id": who}, "at": "2026-01-01T00:00:00Z",
+            "location": {"lat": 53.38, "lon": -1.47, "source": "device"}, "_at": 1767225600.0})
+    for _ in range(2):  # the second one on a warm view
+        started = time.perf_counter()
+        stream = await client.get(f"/api/v1/events/{TAG}/stream", params={"since": "0"}, headers=auth(control))
+        assert stream.status == 200
+        frame = b""
+        while not frame.startswith(b"id: "):  # the replay's first frame: a position
+            frame = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 30)
+        took = time.perf_counter() - started
+        stream.close()
+        assert b"event: position\n" in frame
+    assert took < 0.5, f"the replay took {took:.2f} s"
+
+
+async def test_concurrent_reports_of_one_officer_all_join_the_track(
+    client: TestClient, officer_token: str, control_token: str, event: Json
+) -> None:
+    """Reports sent at once (a handset emptying its offline queue) touch the same ten-minute track document:
+    on PostgreSQL each new version is compare-and-set on the one it was built from, and a lost race runs
+    again, so no point is lost; the officer is where the newest report says."""
+    start = datetime.now(UTC) - timedelta(minutes=4)
+    whens = [(start + timedelta(seconds=5 * k)).strftime("%Y-%m-%dT%H:%M:%SZ") for k in range(30)]
+    await asyncio.gather(*(report(client, officer_token, (53.38 + k / 10000, -1.47), at=when)
+                           for k, when in enumerate(whens)))
+    [me] = await officers(client, control_token)
+    assert [t["at"] for t in me["track"]] == whens
+    assert [t["lat"] for t in me["track"]] == [53.38 + k / 10000 for k in range(30)]
+    assert me["at"] == whens[-1] and me["location"]["lat"] == 53.38 + 29 / 10000

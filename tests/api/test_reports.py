@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, make_mocked_request
+from answer import ok, problem
 
 from fieldcomms import auth as auth_module
 from fieldcomms.app import create_app
@@ -33,19 +34,6 @@ def settings(tmp_path: Path) -> Settings:
     """The shared settings, with a small burst so the limit is reached quickly."""
     return Settings(data_dir=str(tmp_path / "data"), fsync=True, demo_admin=False, report_burst=BURST,
                     report_rate_per_minute=6.0)
-
-
-async def ok(resp: Any, status: int = 200) -> Json:
-    assert resp.status == status, await resp.text()
-    body: Json = await resp.json()
-    return body
-
-
-async def problem(resp: Any, status: int) -> Json:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body: Json = await resp.json()
-    return body
 
 
 def report(n: int = 0) -> Json:

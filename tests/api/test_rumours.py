@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
+from answer import ok, problem
 
 from fieldcomms.domain.rumours import public_board
 from fieldcomms.keys import SERVICES
@@ -33,19 +34,6 @@ def auth(token: str | None) -> dict[str, str]:
 
 def ago(minutes: float) -> str:
     return (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def ok(resp: Any, status: int = 200) -> Json:
-    assert resp.status == status, await resp.text()
-    body: Json = await resp.json()
-    return body
-
-
-async def problem(resp: Any, status: int) -> Json:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body: Json = await resp.json()
-    return body
 
 
 def fields(body: Json) -> set[str]:

@@ -203,3 +203,31 @@ async def test_export_bad_input_changes_nothing(client: TestClient, control_toke
     assert (await client.get("/api/v1/events/nosuch/export?reason=for+court", headers=auth(control_token))).status == 404
     log = await (await client.get("/api/v1/audit", headers=auth(admin_token))).json()
     assert log["items"] == []
+
+
+async def test_positions_csv_lists_every_point_of_a_long_track(client: TestClient, officer_token: str,
+                                                               control_token: str, event: dict[str, Any]) -> None:
+    """Tracks are documents of their own (one per point): positions.csv lists every point reported, not
+    only the last 20 a position once carried, including a late one from an offline queue; a repeat is once."""
+    from datetime import UTC, datetime, timedelta
+
+    from fieldcomms.keys import SERVICES
+
+    start = datetime.now(UTC) - timedelta(hours=1)
+    sent = []
+    for k in [*range(40), 39, -5]:  # a repeated report, then a late one
+        at = (start + timedelta(seconds=30 * k)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {"lat": 53.38 + k / 10000, "lon": -1.47, "accuracy_m": 9, "at": at}
+        resp = await client.post(f"/api/v1/events/{TAG}/positions", json=body, headers=auth(officer_token))
+        assert resp.status == 204
+        if k == 20:
+            await client.app[SERVICES].store.snapshot()  # some points only in the snapshot
+        if body not in sent:
+            sent.append(body)
+    resp = await client.get(f"/api/v1/events/{TAG}/export?reason=Disclosure", headers=auth(control_token))
+    assert resp.status == 200, await resp.text()
+    zf = zipfile.ZipFile(io.BytesIO(await resp.read()))
+    rows = list(csv.DictReader(io.StringIO(zf.read("positions.csv").decode())))
+    assert [(float(r["lat"]), r["at"], float(r["accuracy_m"])) for r in rows] == \
+        [(b["lat"], b["at"], 9.0) for b in sorted(sent, key=lambda b: b["at"])]
+    assert len(rows) == 41 and {r["officer_callsign"] for r in rows} == {"officer1"}

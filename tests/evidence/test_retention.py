@@ -151,3 +151,29 @@ async def test_a_running_server_purges_due_events_itself(tmp_path: Path, aiohttp
     assert officers["items"] == []
     entries = [e for e in app[SERVICES].store.all("audit") if e["action"] == "event.purge"]
     assert len(entries) == 1 and entries[0]["actor"]["id"] == "server"
+
+
+async def test_purge_erases_every_track_point_even_one_stored_alone(client: TestClient, admin_token: str,
+                                                                    control_token: str, officer_token: str,
+                                                                    event: dict[str, Any]) -> None:
+    """Tracks are documents of their own: written with the position they moved, or alone (a late report from
+    an offline queue moves no one, here 30 minutes old: another ten-minute document). The purge erases them
+    all, from the view and from every file."""
+    data_dir = Path(client.app[SERVICES].settings.data_dir)
+    store = client.app[SERVICES].store
+    for lat, minutes in ((53.3777123401, 2), (53.3777123402, 1), (53.3777123409, 30)):  # the last one is late
+        resp = await client.post(f"{EVENTS}/{TAG}/positions", json={"lat": lat, "lon": -1.4666123401,
+                                                                    "at": _in(-minutes / 1440)},
+                                 headers=auth(officer_token))
+        assert resp.status == 204
+    assert sum(len(t["points"]) for t in store.all("tracks")) == 3 and files_containing(data_dir, b"53.3777123409")
+    officers = await (await client.get(f"{EVENTS}/{TAG}/officers", headers=auth(control_token))).json()
+    assert len(officers["items"][0]["track"]) == 3
+    assert (await client.patch(f"{EVENTS}/{TAG}", json={"status": "closed"}, headers=auth(control_token))).status == 200
+    resp = await client.post(f"{EVENTS}/{TAG}/purge", json={"reason": "Retention period ended"},
+                             headers=auth(admin_token))
+    assert resp.status == 200, await resp.text()
+    assert all("points" not in t for t in store.all("tracks"))
+    await store.snapshot()
+    for needle in (b"53.37771234", b"-1.46661234"):
+        assert files_containing(data_dir, needle) == [], needle

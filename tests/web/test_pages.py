@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
+from answer import ok
 from conftest import EVENT_TAG, auth
 from lxml import html as lxml_html
 from PIL import Image
@@ -29,11 +30,6 @@ Json = dict[str, Any]
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
-
-
-async def ok(resp: Any, status: int = 200) -> Any:
-    assert resp.status == status, await resp.text()
-    return await resp.json()
 
 
 async def post_update(client: TestClient, token: str, text: str, **extra: Any) -> Json:
