@@ -351,14 +351,17 @@ class Broker:
         `address` is the client's rate-limit key: the public's streams are counted per address."""
         if self.closing or self._loop is None:
             raise ServiceUnavailable("The server is shutting down; reconnect in a moment.")
+        # A few streams set up per turn of the loop (live_replay.PerTurn). From here to the registration below
+        # nothing is awaited (prepare sends nothing: the headers go with the first write), so the count of
+        # open streams checked here cannot be passed by many streams of one client opened at once.
+        await self._opens.wait()
+        if self.closing:
+            raise ServiceUnavailable("The server is shutting down; reconnect in a moment.")
         client: Hashable = ("user", viewer.id) if viewer is not None else ("address", address)
         limit = self.per_user if viewer is not None else self.per_address
         if len(self._clients.get(client, ())) >= limit:
             whose = "this user" if viewer is not None else "this address"
             raise TooManyRequests(f"{limit} streams are already open for {whose}; close one first.", 30)
-        await self._opens.wait()  # a few streams set up per turn of the loop (live_replay.PerTurn)
-        if self.closing:
-            raise ServiceUnavailable("The server is shutting down; reconnect in a moment.")
         resp = web.StreamResponse(headers=HEADERS)
         resp.force_close()
         if request.transport is None or request.transport.is_closing():
