@@ -24,9 +24,12 @@ N is ahead of this server (another deployment, or data lost), when N is unreadab
 the store would carry more than `STORE_REPLAY_MAX` items (known without walking them when it is so).
 
 Bounds against abuse (issue 15): at most `sse_streams_per_user` streams per user and `sse_streams_per_address`
-per public client address; a replay is framed a slice (REPLAY_SLICE_S) at a time, replays taking turns on the
-loop, and at most one piece ahead of what the client has read; a user revoked, or given another role, loses
-their streams at once.
+per public client address; a replay is framed a slice (REPLAY_SLICE_S) at a time, replays taking one turn on
+the loop between them (live_replay.ReplayGate), and at most one piece ahead of what the client has read; its
+frames come from a cache shared by each audience (live_replay.FrameCache), made through visibility and reused
+only while what they were made from is unchanged; a store replay holds a (collection, document) pair per item;
+streams are set up and ended a few per turn of the loop (live_replay.PerTurn); a user revoked, or given another
+role, loses their streams at once.
 """
 
 from __future__ import annotations
@@ -61,7 +64,6 @@ from .live_parts import (
     Entry,
     Fanout,
     Subscriber,
-    Turn,
     _discard,
     _tune,
     change_type,
@@ -69,6 +71,7 @@ from .live_parts import (
     raise_open_files_limit,
     sse_frame,
 )
+from .live_replay import OPENS_PER_TURN, REPLAY_CACHE_BYTES, FrameCache, PerTurn, Recorder, ReplayGate, Turn
 from .model import utc_now
 from .store.store import Change
 from .visibility import Item, Viewer, audience_key, stream_view
@@ -77,6 +80,10 @@ if TYPE_CHECKING:
     from .services import Services
 
 log = logging.getLogger(__name__)
+
+# One item of a replay: an entry of the ring, a (collection, document) of the store, ready bytes (a `reset`),
+# or None once written.
+Replayed = Entry | tuple[str, Item] | bytes | None
 
 
 __all__ = ["STORE_REPLAY_MAX", "Broker", "Subscriber", "change_type", "raise_open_files_limit", "sse_frame"]
@@ -97,7 +104,10 @@ class Broker:
         self._fans: dict[str, Fanout] = {}
         self._replaying: dict[str, dict[Subscriber, None]] = {}  # registered, not yet live: they hold changes
         self._clients: dict[Hashable, dict[Subscriber, None]] = {}  # open streams per user / public address
-        self._turns = asyncio.Lock()  # replays take turns on the loop (see _write_replay)
+        self._turns = ReplayGate()  # replays take turns on the loop, one slice at a time (see live_replay)
+        self.replay_frames = FrameCache(ctx, REPLAY_CACHE_BYTES)  # replayed frames, shared by an audience
+        self._opens = PerTurn(OPENS_PER_TURN)  # streams set up a few per turn of the loop (see live_replay)
+        self._ends = PerTurn(OPENS_PER_TURN)  # and ended so: the ticker finds hundreds gone at once in a storm
         self.per_user = settings.sse_streams_per_user
         self.per_address = settings.sse_streams_per_address
         self.passes = 0
@@ -320,12 +330,18 @@ class Broker:
         while True:
             await asyncio.sleep(interval)
             now = asyncio.get_running_loop().time()
+            seen = 0
             for subs in list(self._subs.values()):
                 for sub in list(subs):
                     if sub.transport.is_closing():
                         self._end(sub)
                     elif sub.live and now - sub.last_write >= due:
                         self._write(sub, framed[sub.chunked], now)
+                    seen += 1
+                    if not seen % SLICE:
+                        # A slice at a time, as a delivery pass: after a reconnect storm one tick finds hundreds
+                        # of streams gone, and each one ended wakes its handler.
+                        await asyncio.sleep(0)
 
     # ---- subscribing -------------------------------------------------------------------------------
 
@@ -335,6 +351,12 @@ class Broker:
         `address` is the client's rate-limit key: the public's streams are counted per address."""
         if self.closing or self._loop is None:
             raise ServiceUnavailable("The server is shutting down; reconnect in a moment.")
+        # A few streams set up per turn of the loop (live_replay.PerTurn). From here to the registration below
+        # nothing is awaited (prepare sends nothing: the headers go with the first write), so the count of
+        # open streams checked here cannot be passed by many streams of one client opened at once.
+        await self._opens.wait()
+        if self.closing:
+            raise ServiceUnavailable("The server is shutting down; reconnect in a moment.")
         client: Hashable = ("user", viewer.id) if viewer is not None else ("address", address)
         limit = self.per_user if viewer is not None else self.per_address
         if len(self._clients.get(client, ())) >= limit:
@@ -342,6 +364,12 @@ class Broker:
             raise TooManyRequests(f"{limit} streams are already open for {whose}; close one first.", 30)
         resp = web.StreamResponse(headers=HEADERS)
         resp.force_close()
+        if request.transport is None or request.transport.is_closing():
+            return resp  # gone while it waited for its turn
+        # The headers go out with the first write (`retry:`, and a `reset` when that is the whole replay): one
+        # send per stream opened, not three (a reconnect storm opens hundreds a second). aiohttp's own switch,
+        # which `web.Response` uses; aiohttp is pinned below its next minor release.
+        resp._send_headers_immediately = False
         chunked = request.version >= HttpVersion11
         if chunked:
             resp.enable_chunked_encoding()
@@ -367,10 +395,17 @@ class Broker:
         self._replaying.setdefault(event, {})[sub] = None
         self._clients.setdefault(client, {})[sub] = None
         try:
-            await resp.write(RETRY)  # also sends the headers
+            replay: list[Replayed] = []
+            at_once = None if since is None and not unreadable else self._replay_at_once(event, since, start)
+            if at_once is not None:
+                replay, sub.floor = at_once
+            head = RETRY
+            if replay and all(isinstance(item, bytes) for item in replay):
+                head += b"".join(replay)  # type: ignore[arg-type]
+                replay = []
+            await resp.write(head)  # also sends the headers
             async with asyncio.timeout(REPLAY_TOTAL_S):
-                replay: list[Entry | bytes | None] = []
-                if since is not None or unreadable:
+                if at_once is None and (since is not None or unreadable):
                     replay, sub.floor = await self._replay(event, viewer, since, start, sub)
                 await self._write_replay(resp, sub, replay)
             del replay
@@ -384,17 +419,23 @@ class Broker:
             pass
         finally:
             self._end(sub)
+        if not self.closing:
+            await self._ends.wait()
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await resp.write_eof()
         return resp
 
-    async def _write_replay(self, resp: web.StreamResponse, sub: Subscriber, replay: list[Entry | bytes | None]) -> None:
+    async def _write_replay(self, resp: web.StreamResponse, sub: Subscriber, replay: list[Replayed]) -> None:
         """Frame and write a replay a slice at a time: at most REPLAY_SLICE_S of framing on the loop before
         yielding, and at most one piece (REPLAY_WRITE) framed ahead of what the client has taken, so a slow
         reader holds a piece, not its whole replay. Each written item is let go of (`replay[i] = None`).
-        Replays take turns (`_turns`): however many run at once, one slice of them runs between two turns of
-        the loop, so a flood of reconnections queues behind itself, not in front of other requests."""
+        Replays take turns (`live_replay.ReplayGate`): however many run at once, one slice of them runs between
+        two turns of the loop, so a flood of reconnections queues behind itself, not in front of other
+        requests. Frames come from the shared cache (`_replay_frame`): a public replay mostly joins bytes."""
+        if not replay:
+            return
         clock = asyncio.get_running_loop().time
+        viewer = sub.viewer
         piece: list[bytes] = []
         size = 0
         async with Turn(self._turns) as turn:
@@ -403,7 +444,7 @@ class Broker:
                 if sub.done.done() or sub.transport.is_closing():
                     return  # revoked, dropped, gone or shut down meanwhile
                 replay[i] = None
-                frame = item if isinstance(item, bytes) or item is None else self._frame(item, sub.viewer)
+                frame = self.replayed_frame(item, viewer)
                 if frame:
                     piece.append(frame)
                     size += len(frame)
@@ -412,52 +453,90 @@ class Broker:
                     async with asyncio.timeout(REPLAY_STALL_S):
                         await turn.pause(resp.write(data))
                     began = clock()
-                elif clock() - began > REPLAY_SLICE_S:
+                elif not i & 15 and clock() - began > REPLAY_SLICE_S:
                     await turn.pause()
                     began = clock()
         if piece and not sub.done.done():
             async with asyncio.timeout(REPLAY_STALL_S):
                 await resp.write(b"".join(piece))
 
+    def replayed_frame(self, item: Replayed, viewer: Viewer | None) -> bytes:
+        """What one item of a replay (see `Replayed`) is written as, for `viewer`."""
+        if isinstance(item, Entry):
+            change = item.change
+            return self._replay_frame(change.type, change.seq, change.coll, change.data, viewer)
+        if isinstance(item, tuple):
+            coll, doc = item
+            return self._replay_frame(change_type(coll, doc), doc["seq"], coll, doc, viewer)
+        return item or b""
+
+    def _replay_frame(self, kind: str, seq: int, coll: str, data: Item, viewer: Viewer | None) -> bytes:
+        """The frame of a replayed change for `viewer`, made through visibility.stream_view once per audience
+        and shared while everything it was made from is unchanged (live_replay.FrameCache)."""
+        change = Change(seq, kind, coll, data)
+        if coll == "positions":  # rendered with the time (stale or not): made for each replay
+            seen = stream_view(coll, data, viewer, self.ctx, kind)
+            return b"" if seen is None else sse_frame(kind, seq, self._render(change, seen))
+        current = None
+        if viewer is not None and coll == "updates" and not viewer.at_least("control"):
+            current = self.ctx.store.get(coll, data["id"])
+        key = (seq, kind, audience_key(coll, data, viewer, current))
+        frame = self.replay_frames.get(key, data)
+        if frame is None:
+            recorder = Recorder(self.ctx)
+            seen = stream_view(coll, data, viewer, recorder, kind)
+            frame = b"" if seen is None else sse_frame(kind, seq, self._render(change, seen))
+            self.replay_frames.put(key, frame, data, recorder)
+        return frame
+
     async def _replay(self, event: str, viewer: Viewer | None, since: int | None, start: int,
-                      sub: Subscriber | None = None) -> tuple[list[Entry | bytes | None], int]:
+                      sub: Subscriber | None = None) -> tuple[list[Replayed], int]:
         """What to replay after `since` up to `start` for `viewer` (framed as it is written, see
         `_write_replay`), and the seq up to which live changes are skipped. `since` may be ahead of `start`
         but not of the store: a list's `last_seq` counts
-        changes that are stored but not yet durable, which the stream announces a moment later."""
+        changes that are stored but not yet durable, which the stream announces a moment later.
+        A replay from the store holds a (collection, document) pair per item, the documents being the
+        store's own: at most STORE_REPLAY_MAX small tuples per replay."""
+        at_once = self._replay_at_once(event, since, start)
+        if at_once is not None:
+            return at_once
+        assert since is not None
+        entries: list[Replayed] = []
+        # Walked in slices of at most REPLAY_SLICE_S. The store's logs are safe to walk across awaits: a
+        # walk sees only the entries there when it began, and an item changed since (seq > start) is
+        # skipped here because it arrives live.
+        too_old: list[Replayed] = [self._reset(start, "the gap is too old to replay; reload the lists")]
+        clock = asyncio.get_running_loop().time
+        async with Turn(self._turns) as turn:
+            began = clock()
+            for coll, doc in self.ctx.store.event_changes_since(event, since, STREAM_COLLS):
+                if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
+                    continue  # changed after `start`: it arrives live
+                entries.append((coll, doc))
+                if len(entries) > STORE_REPLAY_MAX:
+                    return too_old, start
+                if not len(entries) & 63 and clock() - began > REPLAY_SLICE_S:
+                    if sub is not None and (sub.done.done() or sub.transport.is_closing()):
+                        return [], start  # the client has gone: stop walking for it
+                    await turn.pause()
+                    began = clock()
+        return entries, start
+
+    def _replay_at_once(self, event: str, since: int | None, start: int) -> tuple[list[Replayed], int] | None:
+        """The replays known without walking the store (a `reset`, nothing, the ring's entries), else None."""
         if since is None:
             return [self._reset(start, "the Last-Event-ID is not a seq from this server")], start
         if since > self.ctx.store.last_seq:
             return [self._reset(start, "the Last-Event-ID is ahead of this server")], start
         if since >= start:
             return [], since
-        entries: list[Entry | bytes | None]
         if since >= self._ring_floor.get(event, self._start_seq):
             ring = self._rings.get(event, deque())
-            entries = [e for e in ring if since < e.change.seq <= start]
-        else:
-            # Walked in slices of at most REPLAY_SLICE_S. The store's logs are safe to walk across awaits: a
-            # walk sees only the entries there when it began, and an item changed since (seq > start) is
-            # skipped here because it arrives live.
-            too_old: list[Entry | bytes | None] = [self._reset(start, "the gap is too old to replay; reload the lists")]
-            if self.ctx.store.event_changed_at_least(event, since, STREAM_COLLS) > STORE_REPLAY_MAX:
-                return too_old, start  # known without walking: `since=0` on a large event costs nothing
-            entries = []
-            clock = asyncio.get_running_loop().time
-            async with Turn(self._turns) as turn:
-                began = clock()
-                for coll, doc in self.ctx.store.event_changes_since(event, since, STREAM_COLLS):
-                    if doc is None or coll not in STREAM_COLLS or doc["seq"] > start:
-                        continue  # changed after `start`: it arrives live
-                    entries.append(Entry(Change(doc["seq"], change_type(coll, doc), coll, doc)))
-                    if len(entries) > STORE_REPLAY_MAX:
-                        return too_old, start
-                    if not len(entries) & 255 and clock() - began > REPLAY_SLICE_S:
-                        if sub is not None and (sub.done.done() or sub.transport.is_closing()):
-                            return [], start  # the client has gone: stop walking for it
-                        await turn.pause()
-                        began = clock()
-        return entries, start
+            return [e for e in ring if since < e.change.seq <= start], start
+        if self.ctx.store.event_changed_at_least(event, since, STREAM_COLLS) > STORE_REPLAY_MAX:
+            # known without walking: `since=0` on a large event costs nothing
+            return [self._reset(start, "the gap is too old to replay; reload the lists")], start
+        return None
 
     def _reset(self, start: int, reason: str) -> bytes:
         return sse_frame("reset", start, {"reason": reason, "last_seq": start})

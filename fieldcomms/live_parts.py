@@ -1,5 +1,5 @@
 """The parts of the live stream below the broker (live.py): SSE framing, the per-change `Entry`, the
-`Subscriber` and the per-event `Fanout`, the `Turn` replays take on the loop, and socket tuning.
+`Subscriber` and the per-event `Fanout`, and socket tuning (the replays' turn and shared frames: live_replay.py).
 Plain data and small helpers; the broker's behaviour is described in live.py."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import contextlib
 import logging
 import resource
 import socket
-from collections.abc import Awaitable, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 import orjson
@@ -106,34 +106,6 @@ class Fanout:
         self.handle: asyncio.Handle | None = None
 
 
-class Turn:
-    """A replay's turn on the loop: held while it frames or walks, given up while it waits (for the client,
-    or for the loop's other work), so that replays run one slice at a time between other requests."""
-
-    __slots__ = ("lock", "held")
-
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self.lock = lock
-        self.held = False
-
-    async def __aenter__(self) -> Turn:
-        await self.lock.acquire()
-        self.held = True
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.held:
-            self.held = False
-            self.lock.release()
-
-    async def pause(self, wait: Awaitable[Any] | None = None) -> None:
-        self.held = False
-        self.lock.release()
-        await (wait if wait is not None else asyncio.sleep(0))
-        await self.lock.acquire()  # if cancelled here the lock is not held, and __aexit__ knows it
-        self.held = True
-
-
 def _discard(registry: dict[str, dict[Subscriber, None]], sub: Subscriber) -> None:
     """Take a subscriber out of a per-event registry, and the event out once it has no one left."""
     subs = registry.get(sub.event)
@@ -147,9 +119,8 @@ def _tune(transport: asyncio.Transport, buffer_limit: int) -> None:
     sock = transport.get_extra_info("socket")
     if sock is None:
         return
-    with contextlib.suppress(OSError):
-        # Frames go out as soon as they are written, not after the client acknowledges the previous one.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Frames go out as soon as they are written, not after the client acknowledges the previous one: asyncio
+    # sets TCP_NODELAY on every TCP transport it makes, so that costs no call of ours.
     with contextlib.suppress(OSError):
         # Bound the kernel's share of a stuck client's backlog too (Linux doubles this figure); otherwise
         # it could hold megabytes per subscriber before our own limit is ever reached.

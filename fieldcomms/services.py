@@ -26,7 +26,7 @@ from .domain.alertbook import AlertBook
 from .domain.backlog import ReportBacklog
 from .domain.escalation import Escalation
 from .domain.positions import Positions
-from .domain.public_index import PublicUpdates
+from .domain.public_index import PublicRumours, PublicUpdates
 from .domain.purge import RetentionWorker
 from .domain.subscriptions import Subscriptions
 from .domain.zones import Zones
@@ -97,6 +97,7 @@ class Services:
         self.report_backlog = ReportBacklog(store)  # unreviewed reports per event, capped
         # The public's updates per event and kind: public reads walk only those (issue 15 item 7).
         self.public_updates = PublicUpdates(store)
+        self.public_rumours = PublicRumours(store)  # and the rumours on its public board
         self.auth_limiter = AuthFailureLimiter(store, settings.auth_failures_per_minute, settings.trusted_proxies)
         self.broker = Broker(self)
         # Alerts that stay live on their area, escalation of unacknowledged ones, and Web Push to handsets.

@@ -50,7 +50,7 @@ async def revoke_user(app: web.Application, callsign: str) -> None:
 BOTH_BACKENDS = {"test_updates", "test_rumours", "test_alerts", "test_users", "test_events", "test_idempotency",
                  "test_map", "test_auth_matrix", "test_feeds_routes",
                  "test_positions", "test_zones", "test_stream", "test_photos", "test_reports",
-                 "test_export", "test_retention", "test_originals_audit", "test_decisions"}
+                 "test_export", "test_retention", "test_originals_audit", "test_decisions", "test_public_rumour_board"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

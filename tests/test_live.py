@@ -197,7 +197,7 @@ async def test_replay_from_the_ring_or_the_store_or_a_reset(ctx: Services, broke
     async def replay(since: int) -> tuple[list[bytes], int]:
         # _replay gives entries, framed as they are written (_write_replay), and frames of its own (reset)
         items, floor = await broker._replay("ev", None, since, start)
-        return [i if isinstance(i, bytes) else broker._frame(i, None) for i in items if i is not None], floor
+        return [broker.replayed_frame(i, None) for i in items if i is not None], floor
 
     frames, floor = await replay(3)
     assert floor == start and [f.split(b"\n")[0] for f in frames] == [b"id: 4", b"id: 5", b"id: 6"]

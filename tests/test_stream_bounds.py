@@ -52,6 +52,25 @@ async def test_streams_are_capped_per_user_and_per_public_address(aiohttp_client
         resp.close()
 
 
+async def test_the_cap_holds_for_many_streams_opened_at_once(aiohttp_client, tmp_path: Path) -> None:
+    """Streams are set up a few per turn of the loop (live_replay.PerTurn): the ones waiting for their turn are
+    counted when it comes, so 40 opened together from one address still get 5 streams and 35 refusals."""
+    app = create_app(Settings(data_dir=str(tmp_path / "d"), demo_admin=False, fsync=False,
+                              sse_streams_per_address=5))
+    client = await aiohttp_client(app)
+    control = await make_user(app, "control", "c1")
+    assert (await client.post("/api/v1/events", json={"tag": TAG, "title": "t", "status": "live"},
+                              headers=auth(control))).status == 201
+    # All connected first, then all asked at once: the server reads the 40 requests in one turn of its loop.
+    conns = [await asyncio.open_connection(client.host, client.port) for _ in range(40)]
+    for _, writer in conns:
+        writer.write(f"GET {STREAM} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    statuses = [int((await reader.readline()).split()[1]) for reader, _ in conns]
+    assert sorted(statuses) == [200] * 5 + [429] * 35
+    for _, writer in conns:
+        writer.close()
+
+
 async def test_a_long_replay_arrives_whole_and_in_order(aiohttp_client, tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=str(tmp_path / "d"), demo_admin=False, fsync=False))
     client = await aiohttp_client(app)

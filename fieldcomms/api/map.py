@@ -9,7 +9,7 @@ from ..domain import map as domain
 from ..domain.events import get_event
 from ..errors import ValidationFailed
 from ..geo import MAX_ZOOM, feature_collection, parse_bbox
-from .common import ctx_of, int_param, json_response, viewer_of
+from .common import ctx_of, dumps, int_param, json_response, viewer_of
 from .spec import op, path, query, ref
 
 routes = web.RouteTableDef()
@@ -42,7 +42,19 @@ async def live_map(request: web.Request) -> web.Response:
     since = int_param(request, "since")
     zoom = int_param(request, "zoom", lo=0, hi=MAX_ZOOM)
     await ctx.map.ready(event["tag"])
-    q = domain.MapQuery(ctx, event["tag"], viewer_of(request), bbox, since, zoom)
+    viewer = viewer_of(request)
+    if viewer is None and bbox is None and since is None:
+        # The public's whole-event map: the same for every visitor until the event's updates, rumours or zones
+        # change (domain.map.PublicAnswers). Its features are encoded once per version; `last_seq` is now.
+        key, version = (event["tag"], layers, zoom), ctx.map.version(event["tag"])
+        encoded = ctx.map.public_answers.get(key, version)
+        if encoded is None:
+            q = domain.MapQuery(ctx, event["tag"], None, None, None, zoom)
+            encoded = dumps(q.features(layers))
+            ctx.map.public_answers.put(key, version, encoded)
+        whole = b'{"type":"FeatureCollection","features":%b,"last_seq":%d}' % (encoded, ctx.store.last_seq)
+        return web.Response(body=whole, content_type=GEOJSON)
+    q = domain.MapQuery(ctx, event["tag"], viewer, bbox, since, zoom)
     body = feature_collection(q.features(layers))
     body["last_seq"] = ctx.store.last_seq
     return json_response(body, content_type=GEOJSON)

@@ -70,7 +70,8 @@ stream continues from) means: reload the lists, then carry on. It is sent when N
 At most `sse_streams_per_user` streams are open at once for one user, and `sse_streams_per_address` for the
 public from one client address (an IPv6 /64): beyond that `429` with `Retry-After`. Revoking a user, or changing
 their role, ends their open streams at once. A replay is framed in slices, a piece ahead of what the client has
-read; a replay not taken within 120 s ends the stream, and the client resumes from its Last-Event-ID.
+read; a replay not taken within 120 s ends the stream, and the client resumes from its Last-Event-ID. Replays take
+turns, and a storm of reconnections is set up a few streams at a time, so other requests are answered meanwhile.
 
 A comment `: keep-alive` is sent whenever the stream has been quiet for `sse_keepalive_s` (default 15 s). A
 client that reads too slowly (more than `sse_buffer_bytes` unsent) is disconnected and resumes with its

@@ -8,6 +8,11 @@ visibility. After a start the indexes are filled in the background, a slice at a
 nor the first map request pays for it; from then on the store's apply hook keeps them current.
 
 Officers come from the positions index (control only); zones are few and are filtered directly.
+
+The public's map of a whole event (no `bbox`, no `since`: the page's first view, and what a flood of
+visitors asks for) is the same for every visitor until one of the event's updates, rumours or zones changes:
+its encoded features are kept (`PublicAnswers`) under the event's map version, which every such change bumps
+(positions do not: they are not on the public map), and made again through visibility after any change.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ POINT_COLLS = ("updates", "rumours")
 WORLD: Bbox = (-180.0, -90.0, 180.0, 90.0)
 CELL_PX = 60  # a cluster is a square of this many screen pixels at the requested zoom
 FILL_SLICE = 2000  # documents indexed between two turns of the loop while filling after a start
+# What a public map answer may consult: items of these collections (an update's view looks up the update it
+# replies to, a rumour's its rebuttals' updates, a zone its own area). Any change to one bumps the version.
+PUBLIC_MAP_COLLS = ("updates", "rumours", "zones")
+ANSWERS_KEPT = 64  # public whole-event answers kept, all events together (layers x zoom: a small set)
+ANSWER_MAX_BYTES = 1 << 20  # a larger answer (a whole event at a deep zoom) is made for each request
 
 
 def _staff_location(coll: str, doc: Doc) -> Doc | None:
@@ -51,6 +61,17 @@ class MapIndex:
         self._points: dict[tuple[str, str, str], PointIndex] = {}  # (event, coll, "public" | "staff")
         self._built: set[tuple[str, str]] = set()  # from here on, the apply hook keeps the indexes current
         self._filling: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._versions: dict[str, int] = {}
+        self.public_answers = PublicAnswers()
+        ctx.store.on_apply(self._changed, PUBLIC_MAP_COLLS, loading=False)
+
+    def _changed(self, coll: str, old: Doc | None, new: Doc) -> None:
+        event = new.get("event") or ""
+        self._versions[event] = self._versions.get(event, 0) + 1
+
+    def version(self, event: str) -> int:
+        """Bumped by every change to the event's updates, rumours or zones: what a public map depends on."""
+        return self._versions.get(event, 0)
 
     def on_apply(self, coll: str, old: Doc | None, new: Doc) -> None:
         if coll in POINT_COLLS and (new.get("event"), coll) in self._built:
@@ -113,6 +134,29 @@ class MapIndex:
                 finally:
                     del self._filling[key]
                     done.set_result(None)
+
+
+class PublicAnswers:
+    """The encoded features of the public's whole-event maps: (event, layers, zoom) -> (version, bytes)."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, tuple[str, ...], int | None], tuple[int, bytes]] = {}
+        self.hits = 0
+
+    def get(self, key: tuple[str, tuple[str, ...], int | None], version: int) -> bytes | None:
+        found = self._answers.get(key)
+        if found is None or found[0] != version:
+            return None
+        self.hits += 1
+        return found[1]
+
+    def put(self, key: tuple[str, tuple[str, ...], int | None], version: int, encoded: bytes) -> None:
+        if len(encoded) > ANSWER_MAX_BYTES:
+            return
+        self._answers.pop(key, None)
+        self._answers[key] = (version, encoded)
+        while len(self._answers) > ANSWERS_KEPT:
+            del self._answers[next(iter(self._answers))]
 
 
 SCREEN_PX = 1024  # the width of map a box is assumed to fill when a request names no zoom

@@ -329,6 +329,12 @@ def _docs(ctx: Services, coll: str, tag: str, since: int | None, before: int | N
     return (d for d in docs if d is not None)
 
 
+def _public_docs(ctx: Services, tag: str, since: int | None, before: int | None) -> Iterator[Doc]:
+    """The public's candidates: the rumours on the board (public_index.PublicRumours), not all of the event's."""
+    index = ctx.public_rumours
+    return index.oldest_first(tag, since) if since is not None else index.newest_first(tag, before)
+
+
 def list_rumours(
     ctx: Services,
     tag: str,
@@ -346,7 +352,9 @@ def list_rumours(
     now = now or utc_now()
     last_seq = ctx.store.last_seq
     items: list[Doc] = []
-    visible = (d for d in _docs(ctx, RUMOURS, event["tag"], since, before)
+    docs = (_docs(ctx, RUMOURS, event["tag"], since, before) if viewer is not None
+            else _public_docs(ctx, event["tag"], since, before))
+    visible = (d for d in docs
                if (status is None or d["status"] == status) and ctx.view(RUMOURS, d, viewer) is not None)
     if since is None:
         for doc in urgency.sort_by_urgency(visible, now)[:limit]:
@@ -372,7 +380,7 @@ def public_board(ctx: Services, tag: str, now: datetime | None = None) -> list[D
     now = now or utc_now()
     page_url = f"{ctx.settings.public_base_url}/events/{event['tag']}/rumours"
     board: list[Doc] = []
-    for doc in ctx.store.newest_first(RUMOURS, event["tag"]):
+    for doc in ctx.public_rumours.newest_first(event["tag"]):  # the board's, not every rumour of the event
         rumour = render(ctx, doc, None, now)
         if rumour is None:
             continue

@@ -284,3 +284,55 @@ async def test_changes_during_the_background_fill_are_kept(tmp_path: Path, monke
     moved = public.get("upd_5")
     assert moved is not None and moved[:2] == (-1.5, 53.5)
     await store.close()
+
+
+async def test_the_public_whole_event_map_is_kept_until_the_event_changes(m: Map) -> None:
+    """The public's map without bbox or since is encoded once per version of the event's map (issue 15 item 7)
+    and is, byte for byte in JSON, what the same request made afresh answers; any change to an update, a
+    rumour or a zone of the event makes it again, positions do not."""
+    answers = m.client.app[SERVICES].map.public_answers
+    first = await m.post(SYDNEY, -33.87, 151.21, text="first")
+    reply = await m.post(SYDNEY, -33.86, 151.20, text="reply")
+    resp = await m.client.post(f"/api/v1/events/{SYDNEY}/updates", headers=auth(m.officer), json={
+        "text": "an answer", "visibility": "public", "location": {"lat": -33.85, "lon": 151.19},
+        "reply_to": first["id"]})
+    answer = await resp.json()
+    await m.post(SYDNEY, -33.84, 151.18, visibility="internal", text="internal")
+
+    async def fresh() -> Json:  # the same map, by the path that keeps nothing (a box of the whole world)
+        return await m.get(SYDNEY, bbox="-180,-90,180,90", layers="updates,rumours,zones")
+
+    body = await m.get(SYDNEY)
+    hits = answers.hits
+    again = await m.get(SYDNEY)
+    assert answers.hits == hits + 1 and again == body and body["features"] == (await fresh())["features"]
+    assert {f["id"] for f in body["features"]} == {first["id"], reply["id"], answer["id"]}
+    assert body["last_seq"] == m.client.app[SERVICES].store.last_seq
+
+    # a position changes nothing on the public map: still kept, with the newer last_seq
+    resp = await m.client.post(f"/api/v1/events/{SYDNEY}/positions", json={"lat": -33.87, "lon": 151.21},
+                               headers=auth(m.officer))
+    assert resp.status in (200, 201, 202, 204), await resp.text()
+    kept = await m.get(SYDNEY)
+    assert answers.hits == hits + 2 and kept["features"] == body["features"]
+    assert kept["last_seq"] == m.client.app[SERVICES].store.last_seq > body["last_seq"]
+
+    # the update replied to is retracted: it leaves the map, and the answer no longer names it
+    resp = await m.client.delete(f"/api/v1/updates/{first['id']}", headers=auth(m.control))
+    assert resp.status == 200, await resp.text()
+    after = await m.get(SYDNEY)
+    assert {f["id"] for f in after["features"]} == {reply["id"], answer["id"]}
+    [shown] = [f for f in after["features"] if f["id"] == answer["id"]]
+    assert shown["properties"]["reply_to"] is None
+    assert after["features"] == (await fresh())["features"]
+    # another event's change leaves this one's kept answer alone; a new zone here does not
+    await m.post(SHEFFIELD, 53.38, -1.47)
+    hits = answers.hits
+    assert (await m.get(SYDNEY))["features"] == after["features"] and answers.hits == hits + 1
+    ring = [[151.20, -33.88], [151.22, -33.88], [151.22, -33.86], [151.20, -33.86], [151.20, -33.88]]
+    resp = await m.client.post(f"/api/v1/events/{SYDNEY}/zones", headers=auth(m.control), json={
+        "type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"name": "Vigil area", "kind": "demonstration-area", "visibility": "public"}})
+    assert resp.status == 201, await resp.text()
+    with_zone = await m.get(SYDNEY)
+    assert "zones" in layers(with_zone) and with_zone["features"] == (await fresh())["features"]
