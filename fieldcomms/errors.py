@@ -107,12 +107,6 @@ class ServiceUnavailable(ApiError):
     status, title, slug = 503, "Service unavailable", "service-unavailable"
 
 
-class BackendLacks(ApiError):
-    """501: this deployment's store cannot do it yet (the retention purge on PostgreSQL)."""
-
-    status, title, slug = 501, "Not implemented", "not-implemented"
-
-
 class StorageError(Exception):
     """The durable store could not do what it promised (a failed fsync, a corrupt file). Not for clients."""
 
