@@ -705,11 +705,11 @@ class _Index:
         self.words = frozenset(words)
         self.negatives = frozenset(words & _NEGATIVE)
         self.long_words = sorted(w for w in words if len(w) >= 5)
-        extensions: dict[str, list[str]] = {}
+        longer_forms: dict[str, list[str]] = {}
         for word in sorted(words):
             for k in range(max(4, len(word) - 3), len(word)):
-                extensions.setdefault(word[:k], []).append(word)
-        self.extensions = extensions
+                longer_forms.setdefault(word[:k], []).append(word)
+        self.longer_forms = longer_forms
 
     def similar(self, word: str) -> dict[str, int]:
         found: set[str] = set()
@@ -719,7 +719,7 @@ class _Index:
             found |= self.negatives
         found |= _RELATED.get(word, frozenset()) & self.words
         if len(word) >= 4:
-            found.update(self.extensions.get(word, ()))
+            found.update(self.longer_forms.get(word, ()))
             found.update(word[:k] for k in range(max(4, len(word) - 3), len(word)) if word[:k] in self.words)
         if len(word) >= 5 and self.long_words:
             found.update(hit for hit, _, _ in process.extract(word, self.long_words, scorer=OSA.distance,
