@@ -201,17 +201,9 @@ def start_nginx(nginx: str, prefix: Path, conf: Path) -> subprocess.Popen[bytes]
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
-    import pgdb
-
-    why = pgdb.server_reachable()
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required: {why}")
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {why}")
-    name = pgdb.create_database()
-    yield f"{pgdb.SERVER}/{name}"
-    pgdb.drop_database(name)
+def database(pg_url: str) -> str:
+    """The run's PostgreSQL database, emptied (tests/conftest.py), for the workers behind nginx."""
+    return pg_url
 
 
 @pytest.fixture

@@ -119,6 +119,19 @@ async def make_event(session: aiohttp.ClientSession, base: str, control: str, *o
         await seen_on(session, w, f"/api/v1/events/{TAG}", control)
 
 
+async def two_workers(session: aiohttp.ClientSession, url: str, tmp: Path, started: list[Worker],
+                      control: str | None = None) -> tuple[Worker, Worker]:
+    """Two workers on the database, both ready (and added to `started`); with `control`'s token, the event made
+    on the first and seen on the second."""
+    a, b = Worker(url, tmp), Worker(url, tmp)
+    started += [a, b]
+    await a.ready(session)
+    await b.ready(session)
+    if control is not None:
+        await make_event(session, a.base, control, b)
+    return a, b
+
+
 async def all_updates(session: aiohttp.ClientSession, base: str, token: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     since = 0
@@ -198,11 +211,7 @@ async def test_a_stream_resumed_on_another_worker_gets_every_later_change_once(p
     officer = user_add(pg_url, tmp_path, "officer1", "officer")
     async with aiohttp.ClientSession() as session:
         with workers() as started:
-            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
-            started += [a, b]
-            await a.ready(session)
-            await b.ready(session)
-            await make_event(session, a.base, control, b)
+            a, b = await two_workers(session, pg_url, tmp_path, started, control)
 
             async def post(base: str, n: int) -> int:
                 async with session.post(f"{base}/api/v1/events/{TAG}/updates",
@@ -245,11 +254,7 @@ async def test_one_idempotency_key_on_two_workers_at_once_makes_one_item(pg_url:
     officer = user_add(pg_url, tmp_path, "officer1", "officer")
     async with aiohttp.ClientSession() as session:
         with workers() as started:
-            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
-            started += [a, b]
-            await a.ready(session)
-            await b.ready(session)
-            await make_event(session, a.base, control, b)
+            a, b = await two_workers(session, pg_url, tmp_path, started, control)
             for round_ in range(10):
                 key = f"same-key-{round_}"
                 body = {"text": f"once {round_}", "visibility": "internal"}
@@ -272,11 +277,7 @@ async def test_ten_officers_amplifying_on_two_workers_give_ten(pg_url: str, tmp_
     officers = [user_add(pg_url, tmp_path, f"officer{i}", "officer") for i in range(10)]
     async with aiohttp.ClientSession() as session:
         with workers() as started:
-            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
-            started += [a, b]
-            await a.ready(session)
-            await b.ready(session)
-            await make_event(session, a.base, control, b)
+            a, b = await two_workers(session, pg_url, tmp_path, started, control)
             async with session.post(f"{a.base}/api/v1/events/{TAG}/updates",
                                     json={"text": "amplify me", "visibility": "internal"},
                                     headers=bearer(officers[0])) as resp:
@@ -404,11 +405,7 @@ async def test_the_report_limit_holds_for_the_deployment_not_per_worker(pg_url: 
     control = user_add(pg_url, tmp_path, "control1", "control")
     async with aiohttp.ClientSession() as session:
         with workers() as started:
-            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
-            started += [a, b]
-            await a.ready(session)
-            await b.ready(session)
-            await make_event(session, a.base, control, b)
+            a, b = await two_workers(session, pg_url, tmp_path, started, control)
             statuses = []
             for n in range(8):  # the default burst is 5, shared by both workers
                 base = (a, b)[n % 2].base
@@ -453,11 +450,7 @@ async def test_two_workers_report_an_overdue_acknowledgement_once(pg_url: str, t
     officers = [user_add(pg_url, tmp_path, f"pc{i}", "officer") for i in (1, 2)]
     async with aiohttp.ClientSession() as session:
         with workers() as started:
-            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
-            started += [a, b]
-            await a.ready(session)
-            await b.ready(session)
-            await make_event(session, a.base, control, b)
+            a, b = await two_workers(session, pg_url, tmp_path, started, control)
             for officer, w in zip(officers, (a, b), strict=True):
                 async with session.post(f"{w.base}/api/v1/events/{TAG}/positions", headers=bearer(officer),
                                         json={"lat": 53.38, "lon": -1.471}) as resp:
@@ -547,10 +540,7 @@ async def test_one_tag_and_one_callsign_created_on_two_workers_at_once(pg_url: s
     admin = user_add(pg_url, tmp_path, "admin1", "admin")
     async with aiohttp.ClientSession() as session:
         with workers() as started:
-            a, b = Worker(pg_url, tmp_path), Worker(pg_url, tmp_path)
-            started += [a, b]
-            await a.ready(session)
-            await b.ready(session)
+            a, b = await two_workers(session, pg_url, tmp_path, started)
             for n in range(5):
                 async def event(base: str, n: int = n) -> int:
                     async with session.post(f"{base}/api/v1/events", json={"tag": f"march{n}", "title": base},

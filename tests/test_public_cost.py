@@ -7,17 +7,15 @@ updates and many public ones of another kind must not make a filtered list, a ti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fieldcomms import visibility
 from fieldcomms.app import create_app
 from fieldcomms.config import Settings
-from fieldcomms.store.seqlog import SeqLog
 from tests.conftest import auth, make_user
+from tests.workcount import count_work
 
 TAG = "libdempolicing"
 INTERNAL, PUBLIC = 1200, 800
@@ -26,26 +24,8 @@ FAR_AWAY = {"lat": 53.4000, "lon": -1.5200}
 
 
 @pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    calls = [0]
-    rule = visibility.RULES["updates"]
-
-    def counting(item: Any, viewer: Any, lookup: Any) -> Any:
-        calls[0] += 1
-        return rule(item, viewer, lookup)
-
-    monkeypatch.setitem(visibility.RULES, "updates", counting)
-    # And every item a read walks through in seq order, whether or not it is kept.
-    for name in ("newest_first", "oldest_first"):
-        walk = getattr(SeqLog, name)
-
-        def walking(self: SeqLog, *args: Any, _walk: Any = walk, **kw: Any) -> Iterator[str]:
-            for item_id in _walk(self, *args, **kw):
-                calls[0] += 1
-                yield item_id
-
-        monkeypatch.setattr(SeqLog, name, walking)
-    yield calls
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    return count_work(monkeypatch, "updates")
 
 
 async def test_public_reads_cost_the_size_of_their_answer(aiohttp_client, tmp_path: Path,

@@ -5,44 +5,25 @@ rumours page, the event page's verdicts and the public rumour list walk only rum
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from fieldcomms import visibility
 from fieldcomms.domain.rumours import public_board
 from fieldcomms.keys import SERVICES
-from fieldcomms.store.seqlog import SeqLog
 from tests.conftest import auth
+from tests.workcount import count_work
 
 TAG = "libdempolicing"
 QUIET = 150  # rumours never answered in public
 
 
 @pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Each rumour a read takes through visibility, and each item it walks through in seq order."""
-    calls = [0]
-    rule = visibility.RULES["rumours"]
-
-    def counting(item: Any, viewer: Any, lookup: Any) -> Any:
-        calls[0] += 1
-        return rule(item, viewer, lookup)
-
-    monkeypatch.setitem(visibility.RULES, "rumours", counting)
-    for name in ("newest_first", "oldest_first"):
-        walk = getattr(SeqLog, name)
-
-        def walking(self: SeqLog, *args: Any, _walk: Any = walk, **kw: Any) -> Iterator[str]:
-            for item_id in _walk(self, *args, **kw):
-                calls[0] += 1
-                yield item_id
-
-        monkeypatch.setattr(SeqLog, name, walking)
-    yield calls
+    return count_work(monkeypatch, "rumours")
 
 
 async def _ok(resp: Any, status: int = 200) -> Any:

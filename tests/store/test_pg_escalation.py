@@ -6,28 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from fieldcomms.config import Settings
 from fieldcomms.domain.alertbook import ALERTS
 from fieldcomms.model import now_str
 from fieldcomms.services import Services
 from fieldcomms.store import Change
 from fieldcomms.store.pg import PgStore
-
-
-@pytest.fixture
-async def pair(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[Services, Services]]:
-    services = (Services(Settings(data_dir=str(tmp_path)), PgStore(pg_url)),
-                Services(Settings(data_dir=str(tmp_path)), PgStore(pg_url)))
-    for s in services:
-        await s.store.open()
-    yield services
-    for s in services:
-        await s.store.close()
 
 
 async def test_two_workers_at_one_deadline_report_each_recipient_once(pair: tuple[Services, Services]) -> None:

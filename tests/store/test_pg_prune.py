@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
-from fieldcomms.config import Settings
 from fieldcomms.idempotency import COLL, Slot
 from fieldcomms.services import Services
 from fieldcomms.store.pg import PgStore
 from fieldcomms.store.pg.prune import IDLE_BUCKET_S, prune_idle_buckets
 
 CALLER = "usr_officer"
-
-
-@pytest.fixture
-async def pair(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[Services, Services]]:
-    services = (Services(Settings(data_dir=str(tmp_path)), PgStore(pg_url)),
-                Services(Settings(data_dir=str(tmp_path)), PgStore(pg_url)))
-    for s in services:
-        await s.store.open()
-    yield services
-    for s in services:
-        await s.store.close()
 
 
 def record_id(key: str) -> str:

@@ -100,11 +100,15 @@ async def test_healthz_says_when_the_view_lags(pg_url: str, tmp_path: Path,
     assert resp.status == 200 and (await resp.json())["database"] == "ok"
     store = client.app[SERVICES].store
     assert isinstance(store, PgStore)
-    store._behind_since = time.monotonic() - 10  # as if a change known committed had not come for 10 s
+    # As if a change known committed had not come for 10 s (known: so that the follower's own next poll, which
+    # may run before the request, does not find itself caught up and end the lag first).
+    store.committed_seq = store.last_seq + 1
+    store._behind_since = time.monotonic() - 10
     resp = await client.get("/healthz")
     body = await resp.json()
     assert resp.status == 503 and body["status"] == "unavailable" and body["lag_s"] >= 10
     assert resp.headers["Retry-After"]
+    store.committed_seq = store.last_seq  # it never comes: nothing was committed after all
     await store.catch_up()  # the next pull that catches up ends the lag
     deadline = time.monotonic() + 5
     while (resp := await client.get("/healthz")).status != 200:
