@@ -293,8 +293,13 @@ class Store(MemoryView):
         return seq, chain.hex()
 
     async def snapshot(self) -> None:
-        """Write a snapshot now (also done every `snapshot_every` changes and on close)."""
-        await self._snapshot_now()
+        """Write a snapshot now (also done every `snapshot_every` changes and on close). One in flight (a
+        periodic one can take longer than the next 200,000 appends) is waited for first: it holds less."""
+        await self._exclusive()
+        try:
+            await self._snapshot_held()
+        finally:
+            self._snapshotting = False
 
     async def _exclusive(self) -> None:
         """Wait for a snapshot or redaction in flight, then hold the files for this one."""
