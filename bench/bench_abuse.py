@@ -35,7 +35,7 @@ from fieldcomms.model import new_id
 from fieldcomms.rumours import lifecycle
 from fieldcomms.store import Store
 
-from .util import ROOT, percentile, server, temp_dir, user_add
+from .util import ROOT, append_updates, percentile, server, temp_dir, user_add
 
 TAG = "libdempolicing"
 N_UPDATES = 100_000
@@ -76,13 +76,7 @@ async def _fill(path: Path, n: int) -> None:
                                            "created_at": "2011-03-12T09:00:00Z"})
     rng = random.Random(15)
     await _fill_rumours(store, rng)  # first: the last 5,000 changes are public updates (the replay flood's)
-    batch = []
-    for i in range(n):
-        batch.append(store.append_nowait("update", "updates", _update(rng, i)))
-        if len(batch) >= 5000:
-            await asyncio.gather(*batch)
-            batch = []
-    await asyncio.gather(*batch)
+    await append_updates(store, (_update(rng, i) for i in range(n)))
     await store.close(snapshot=True)
 
 

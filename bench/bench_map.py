@@ -19,7 +19,7 @@ from typing import Any
 from fieldcomms.model import new_id
 from fieldcomms.store import Store
 
-from .util import percentile, server, temp_dir, user_add
+from .util import append_updates, percentile, server, temp_dir, user_add
 
 TAG = "libdempolicing"
 N_UPDATES = 100_000
@@ -49,13 +49,7 @@ async def _fill(path: Path, n: int) -> None:
                                            "status": "live", "starts_at": None, "ends_at": None,
                                            "created_at": "2011-03-12T09:00:00Z"})
     rng = random.Random(5)
-    batch = []
-    for i in range(n):
-        batch.append(store.append_nowait("update", "updates", _update(rng, i)))
-        if len(batch) >= 5000:
-            await asyncio.gather(*batch)
-            batch = []
-    await asyncio.gather(*batch)
+    await append_updates(store, (_update(rng, i) for i in range(n)))
     await store.close(snapshot=True)
 
 

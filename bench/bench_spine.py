@@ -21,7 +21,7 @@ from fieldcomms.config import Settings
 from fieldcomms.model import new_id
 from fieldcomms.store import Store
 
-from .util import ROOT, free_port, median, pin, server, temp_dir, user_add, wait_healthy
+from .util import ROOT, append_updates, free_port, median, pin, server, temp_dir, user_add, wait_healthy
 
 BODY = {"text": "March route agreed: Devonshire Green to Barkers Pool. #libdempolicing",
         "location": {"lat": 53.3789, "lon": -1.4779, "accuracy_m": 15}, "visibility": "public"}
@@ -109,13 +109,7 @@ def _update_doc(i: int) -> dict[str, object]:
 
 
 async def _fill(store: Store, n: int) -> None:
-    batch = []
-    for i in range(n):
-        batch.append(store.append_nowait("update", "updates", _update_doc(i)))
-        if len(batch) >= 5000:
-            await asyncio.gather(*batch)
-            batch = []
-    await asyncio.gather(*batch)
+    await append_updates(store, (_update_doc(i) for i in range(n)))
 
 
 async def _append_round(store: Store, n: int = 3000) -> float:

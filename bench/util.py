@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,18 @@ async def poll_healthz(session: Any, base: str, stop: asyncio.Event, every_s: fl
         next_at += every_s
         await asyncio.sleep(max(0.0, next_at - loop.time()))
     return latencies
+
+
+async def append_updates(store: Any, docs: Iterable[dict[str, Any]], batch: int = 5000) -> None:
+    """Append every document to `updates`, `batch` at a time without waiting for each (a fill is a set-up
+    step: the store's group commit takes them in batches)."""
+    pending = []
+    for doc in docs:
+        pending.append(store.append_nowait("update", "updates", doc))
+        if len(pending) >= batch:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
 
 
 @contextlib.contextmanager
